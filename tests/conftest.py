@@ -1,0 +1,67 @@
+"""Tiny random models of the real classes, written in the real on-disk formats."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from randomweights import write_biggan, write_clip  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+    real = os.environ.get("TEXTSLEEP_REAL_WEIGHTS") == "1"
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA or MPS device; none here"))
+        if "weights" in item.keywords and not real:
+            item.add_marker(pytest.mark.skip(reason="needs real pretrained weights; set TEXTSLEEP_REAL_WEIGHTS=1 where they are cached"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict:
+    """Paths of a tiny BigGAN-deep-128 folder and a tiny open_clip config + checkpoint."""
+    root = tmp_path_factory.mktemp("tiny-weights")
+    biggan = write_biggan(root / "biggan-deep-128", size=128, channel_width=4)
+    clip_config, clip_weights = write_clip(root)
+    return {"biggan": str(biggan), "clip_model": str(clip_config), "clip_pretrained": str(clip_weights), "root": root}
+
+
+@pytest.fixture
+def tiny_options(tiny, tmp_path) -> dict:
+    """Imagine keyword options for a quick CPU dream on the tiny models."""
+    return {
+        "biggan": tiny["biggan"],
+        "clip_model": tiny["clip_model"],
+        "clip_pretrained": tiny["clip_pretrained"],
+        "cutouts": 4,
+        "iterations": 4,
+        "save_every": 2,
+        "device": "cpu",
+        "precision": "fp32",
+        "seed": 7,
+        "out": str(tmp_path / "outputs"),
+    }
+
+
+@pytest.fixture
+def tiny_args(tiny_options) -> list[str]:
+    """The same as CLI arguments."""
+    args = []
+    for key, value in tiny_options.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path, monkeypatch):
+    """No test touches the user's caches or the network."""
+    monkeypatch.setenv("TEXTSLEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

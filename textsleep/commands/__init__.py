@@ -1,0 +1,1 @@
+"""Command groups of the ``textsleep`` CLI; each module has ``register(app)``."""

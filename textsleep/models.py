@@ -1,0 +1,363 @@
+"""Loading BigGAN-deep and CLIP, strictly, once.
+
+``load_biggan`` and ``load_clip`` return models in eval mode with frozen
+weights, ready for the dream loop.  Weight files are loaded with
+``weights_only=True`` and ``strict=True``: a file that does not match its
+architecture is an error that names the offending keys, never a model that
+silently keeps random weights.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import socket
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+__all__ = [
+    "Clip",
+    "load_biggan",
+    "load_clip",
+    "resolve_device",
+    "biggan_config",
+    "random_biggan",
+    "random_clip",
+    "resolve_dtype",
+    "ModelCache",
+]
+
+# (upsample?, in, out) multiples of channel_width, per BigGAN-deep size; attention sits before block 8.
+_BASE_LAYERS = [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8)]
+_TAIL_LAYERS = [(True, 8, 4), (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1)]
+_LAYERS = {
+    128: _BASE_LAYERS + _TAIL_LAYERS,
+    256: _BASE_LAYERS + [(True, 8, 8), (False, 8, 8)] + _TAIL_LAYERS,
+    512: _BASE_LAYERS + [(True, 8, 8), (False, 8, 8)] + _TAIL_LAYERS + [(False, 1, 1), (True, 1, 1)],
+}
+
+
+# ---------------------------------------------------------------------------------------------- device
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda > mps > cpu; an explicit device that is not there is a UserError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name!r}: no CUDA device is available here; use --device auto or cpu")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {name!r}: Apple MPS is not available here; use --device auto or cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r}: allowed are auto, cpu, cuda, cuda:N, mps") from None
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The compute dtype for the models: ``auto`` is bf16 where the hardware runs it fast, else fp32/fp16."""
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type == "cpu":
+            raise UserError("--precision fp16 is not supported on the CPU; use auto, bf16 or fp32")
+        return torch.float16
+    # auto
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and _cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _cpu_has_fast_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- BigGAN
+def biggan_config(size: int, channel_width: int = 128):
+    """The BigGAN-deep architecture of a given output size (``channel_width`` 128 is the released one)."""
+    from pytorch_pretrained_biggan import BigGANConfig
+
+    if size not in _LAYERS:
+        raise UserError(f"--size {size!r}: allowed sizes are {', '.join(map(str, _LAYERS))}")
+    return BigGANConfig(output_dim=size, channel_width=channel_width, layers=list(_LAYERS[size]), attention_layer_position=8)
+
+
+def random_biggan(size: int = 512, channel_width: int = 128, seed: int = 0, *, prepare: bool = True):
+    """A BigGAN-deep of the real class with random weights (for tests and benchmarks).
+
+    ``prepare=False`` returns it as a checkpoint would hold it (spectral norm not yet baked in).
+    """
+    from pytorch_pretrained_biggan import BigGAN
+
+    torch.manual_seed(seed)
+    model = BigGAN(biggan_config(size, channel_width))
+    # the package creates the final batch norm's affine parameters uninitialised
+    torch.nn.init.ones_(model.generator.bn.weight)
+    torch.nn.init.zeros_(model.generator.bn.bias)
+    # a trained model's spectral-norm vectors have converged; random ones would make sigma arbitrary
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "weight_orig"):
+                u, _, vh = torch.linalg.svd(module.weight_orig.flatten(1), full_matrices=False)
+                module.weight_u.copy_(u[:, 0])
+                module.weight_v.copy_(vh[0])
+    return _prepare(model) if prepare else model
+
+
+def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progress: bool = True):
+    """Load a BigGAN-deep from a shortcut name, a local folder or a URL (see :mod:`textsleep.weights`)."""
+    from pytorch_pretrained_biggan import BigGAN, BigGANConfig
+
+    from . import weights
+
+    folder = weights.biggan_dir(name_or_path, progress=progress)
+    config_file, weights_file = folder / "config.json", folder / "pytorch_model.bin"
+    try:
+        config = BigGANConfig.from_json_file(str(config_file))
+        model = BigGAN(config)
+    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as err:
+        raise UserError(f"{config_file}: not a BigGAN config ({err})") from None
+    try:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors come in many types
+        raise UserError(f"{weights_file}: cannot be read as a PyTorch checkpoint ({_one_line(err)})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{weights_file}: holds a {type(state).__name__}, not a state dict")
+    try:
+        # strict=True also lets spectral norm's load hook upgrade the 2019 files that lack weight_v
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise UserError(f"{weights_file} does not match the BigGAN in {config_file.name}: {_one_line(err, 600)}") from None
+    return _prepare(model).to(device)
+
+
+def _prepare(model):
+    """Eval mode, frozen weights, spectral norm baked in (it divides by the same sigma every forward in eval)."""
+    model.eval().requires_grad_(False)
+    for module in model.modules():
+        if hasattr(module, "weight_orig"):
+            torch.nn.utils.remove_spectral_norm(module)
+    model.requires_grad_(False)
+    return model
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    text = text.replace('Error(s) in loading state_dict for BigGAN: ', "")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------- CLIP
+@dataclass
+class Clip:
+    """A CLIP model with what it needs to judge pictures: input size, normalisation, tokenizer."""
+
+    name: str
+    pretrained: str
+    model: torch.nn.Module
+    tokenizer: object
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    context_length: int = 77
+    _mean: torch.Tensor | None = field(default=None, repr=False)
+    _std: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Clip":
+        self.model.to(device=device, dtype=dtype)
+        self._mean = self._std = None
+        return self
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-length embeddings of images in [0, 1] already at ``image_size``."""
+        if self._mean is None:
+            self._mean = torch.tensor(self.mean, device=self.device, dtype=images.dtype).view(1, -1, 1, 1)
+            self._std = torch.tensor(self.std, device=self.device, dtype=images.dtype).view(1, -1, 1, 1)
+        x = ((images - self._mean) / self._std).to(self.dtype)
+        return torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts).to(self.device)
+        return torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1)
+
+    def too_long(self, text: str) -> bool:
+        """Whether CLIP's tokenizer would cut this prompt off."""
+        inner = getattr(self.tokenizer, "encode", None)
+        if inner is None:
+            return False
+        return len(inner(text)) + 2 > self.context_length
+
+
+def random_clip(name: str = "ViT-B-32", seed: int = 0) -> Clip:
+    """A CLIP of the real class with random weights (for tests and benchmarks)."""
+    import open_clip
+
+    name = _clip_name(name)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, pretrained=None)
+    return _clip(name, "random", model)
+
+
+def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") -> Clip:
+    """Load an open_clip model by name (or JSON config path) with a pretrained tag or a checkpoint file."""
+    import open_clip
+
+    name = _clip_name(name)
+    quick_gelu = pretrained == "openai" and "quickgelu" not in name.lower()
+    tag_cfg = {}
+    file = Path(pretrained).expanduser()
+    if pretrained and (file.suffix or os.sep in pretrained) and not file.exists() and pretrained not in _tags(name):
+        raise UserError(f"--clip-pretrained {pretrained!r}: no such file")
+    if file.is_file():
+        source = str(file)
+    else:
+        tags = _tags(name)
+        if pretrained not in tags:
+            listed = ", ".join(tags) if tags else "none (give a checkpoint file)"
+            raise UserError(f"--clip-pretrained {pretrained!r} is not a known tag for {name}; known tags: {listed}")
+        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+        source = _cached_clip_file(tag_cfg) or _ensure_hub_reachable(name, pretrained) or pretrained
+    try:
+        model = open_clip.create_model(name, pretrained=source, force_quick_gelu=quick_gelu, device=device)
+    except (RuntimeError, OSError, ValueError, KeyError) as err:
+        raise UserError(f"could not load CLIP {name} weights {pretrained!r}: {_one_line(err)}") from None
+    return _clip(name, pretrained, model, tag_cfg)
+
+
+def _clip(name: str, pretrained: str, model, tag_cfg: dict | None = None) -> Clip:
+    import open_clip
+
+    model.eval().requires_grad_(False)
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    tag_cfg = tag_cfg or {}
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    return Clip(
+        name=name,
+        pretrained=pretrained,
+        model=model,
+        tokenizer=open_clip.get_tokenizer(name),
+        image_size=size,
+        mean=tuple(tag_cfg.get("mean") or cfg.get("mean") or open_clip.OPENAI_DATASET_MEAN),
+        std=tuple(tag_cfg.get("std") or cfg.get("std") or open_clip.OPENAI_DATASET_STD),
+        context_length=getattr(model, "context_length", 77) or 77,
+    )
+
+
+def _clip_name(name: str) -> str:
+    """Validate an open_clip model name; a path to a JSON config registers it first."""
+    import open_clip
+
+    path = Path(name).expanduser()
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise UserError(f"--clip-model {name!r}: no such config file")
+        open_clip.add_model_config(path)
+        return path.stem
+    known = open_clip.list_models()
+    if name in known:
+        return name
+    close = difflib.get_close_matches(name, known, n=6, cutoff=0.5)
+    hint = f"closest: {', '.join(close)}" if close else f"known models include {', '.join(known[:8])}, …"
+    raise UserError(f"--clip-model {name!r} is not an open_clip model; {hint} ({len(known)} in all, or a path to a JSON config)")
+
+
+def _tags(name: str) -> list[str]:
+    import open_clip
+
+    return list(open_clip.list_pretrained_tags_by_model(name))
+
+
+def _hub_location(cfg: dict) -> tuple[str, str] | None:
+    hub = (cfg or {}).get("hf_hub")
+    if not hub:
+        return None
+    parts = hub.strip("/").split("/")
+    return "/".join(parts[:2]), "/".join(parts[2:])
+
+
+def _cached_clip_file(cfg: dict) -> str | None:
+    """The checkpoint of a pretrained tag from the Hugging Face cache, without any network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    loc = _hub_location(cfg)
+    if loc is None:
+        return None
+    repo, filename = loc
+    candidates = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    for candidate in candidates:
+        hit = try_to_load_from_cache(repo, candidate)
+        if isinstance(hit, str):
+            return hit
+    return None
+
+
+def _ensure_hub_reachable(name: str, tag: str, timeout: float = 4.0) -> None:
+    """Fail in seconds, not minutes, when the weights are not cached and the hub cannot be reached."""
+    from huggingface_hub import constants
+
+    where = f"the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    how = (
+        "download them on a machine with network (`textsleep download`) and copy that cache here, "
+        "or pass a local checkpoint with --clip-pretrained FILE"
+    )
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        raise UserError(f"CLIP {name} weights {tag!r} are not in {where} and HF_HUB_OFFLINE is set; {how}")
+    url = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(
+            f"cannot download CLIP {name} weights {tag!r} from {constants.ENDPOINT} ({err.__class__.__name__}: {err}); "
+            f"they are not in {where}; {how}"
+        ) from None
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- cache
+class ModelCache:
+    """Loads each model once and hands it out again (batch runs share models across jobs)."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, object] = {}
+
+    def biggan(self, name: str, device: torch.device, dtype: torch.dtype = torch.float32, *, progress: bool = True):
+        key = ("biggan", name, str(device), dtype)
+        if key not in self._models:
+            self._models[key] = load_biggan(name, device, progress=progress).to(dtype)
+        return self._models[key]
+
+    def clip(self, name: str, pretrained: str, device: torch.device, dtype: torch.dtype = torch.float32) -> Clip:
+        key = ("clip", name, pretrained, str(device), dtype)
+        if key not in self._models:
+            self._models[key] = load_clip(name, pretrained, device).to(device, dtype)
+        return self._models[key]
+
+    def put(self, kind: str, key: tuple, model) -> None:
+        """Offer an already built model (tests and benchmarks use random ones)."""
+        self._models[(kind, *key)] = model
