@@ -1,11 +1,20 @@
 """Random cutouts of the picture, at CLIP's input size, in one batched Kornia call.
 
 Each cutout is a square whose side is drawn like big-sleep's (a normal around
-0.8 of the picture's side, clipped to 0.5–0.95), at a random place.  With
-``augment="light"`` each square is also flipped at random, turned a little and
-given a slight perspective (by moving its corners), and the colours get a
-little noise.  Every random number comes from the ``torch.Generator`` passed
-in, so a dream is reproducible and resumable.
+0.8 of the picture's side, clipped to 0.5–0.95), at a random place.  Presets:
+
+- ``none``: just that.
+- ``light`` (default): each square is also flipped at random, turned a little
+  (±8°) and given a slight perspective (by moving its corners), and the colours
+  get a little noise.
+- ``strong``: FuseDream-style differentiable augmentation on top of light —
+  larger turns (±20°) and perspective, random brightness, contrast and
+  saturation (Kornia's colour adjustments), and a random square of each cutout
+  blanked out.  Steadier against adversarial textures, at the price of a
+  slower start.
+
+Every random number comes from the ``torch.Generator`` passed in, so a dream is
+reproducible and resumable.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ class Cutouts:
         self.size, self.count, self.augment = size, count, augment
         self.min_frac, self.max_frac = min_frac, max_frac
         self.max_angle, self.perspective, self.noise = max_angle, perspective, noise
+        if augment == "strong":
+            self.max_angle, self.perspective = max(max_angle, math.radians(20)), max(perspective, 0.08)
 
     def boxes(self, batch: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
         """Corner points (N, 4, 2) — top-left, top-right, bottom-right, bottom-left — for N = batch·count."""
@@ -44,7 +55,7 @@ class Cutouts:
         x0 = torch.rand(n, generator=generator) * (width - s)
         y0 = torch.rand(n, generator=generator) * (height - s)
         unit = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
-        if self.augment == "light":
+        if self.augment in ("light", "strong"):
             flip = torch.rand(n, generator=generator) < 0.5
             angle = (torch.rand(n, generator=generator) * 2 - 1) * self.max_angle
             jitter = torch.randn(n, 4, 2, generator=generator) * self.perspective
@@ -65,7 +76,30 @@ class Cutouts:
         boxes = self.boxes(b, h, w, generator).to(images.device, images.dtype)
         source = images.repeat_interleave(self.count, dim=0)
         cut = crop_and_resize(source, boxes, (self.size, self.size), padding_mode="reflection")
-        if self.augment == "light" and self.noise > 0:
+        if self.augment == "strong":
+            cut = self._colour_and_erase(cut, generator)
+        if self.augment in ("light", "strong") and self.noise > 0:
             noise = torch.randn(cut.shape, generator=generator).to(cut.device, cut.dtype)
             cut = cut + noise * self.noise
         return cut
+
+    def _colour_and_erase(self, cut: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        from kornia.enhance import adjust_brightness, adjust_contrast, adjust_saturation
+
+        n, size = cut.shape[0], self.size
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return (torch.rand(n, generator=generator) * (high - low) + low).to(cut.device, cut.dtype)
+
+        cut = adjust_brightness(cut, uniform(-0.15, 0.15), clip_output=False)
+        cut = adjust_contrast(cut, uniform(0.7, 1.3), clip_output=False)
+        cut = adjust_saturation(cut, uniform(0.6, 1.4))
+        # blank out one random square per cutout (a quarter of the side)
+        hole = size // 4
+        x0 = (torch.rand(n, generator=generator) * (size - hole)).long()
+        y0 = (torch.rand(n, generator=generator) * (size - hole)).long()
+        grid = torch.arange(size)
+        inside_x = (grid[None] >= x0[:, None]) & (grid[None] < (x0 + hole)[:, None])
+        inside_y = (grid[None] >= y0[:, None]) & (grid[None] < (y0 + hole)[:, None])
+        keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
+        return cut * keep[:, None].to(cut.device, cut.dtype)

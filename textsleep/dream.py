@@ -20,7 +20,7 @@ from .models import Clip
 from .prompts import Prompt
 from .render import num_latents, render
 
-__all__ = ["Dream", "Step", "encode_prompts"]
+__all__ = ["Dream", "Step", "Judge", "encode_prompts", "score_images"]
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,20 @@ class Step:
     """What one optimisation step did."""
 
     index: int  # steps done so far, counting this one (1-based)
-    loss: float  # total loss that was minimised
-    score: float  # weighted CLIP similarity of this step's cutouts (higher is better)
-    losses: dict[str, float]  # the terms: clip, latent, class
+    loss: float  # total loss that was minimised (summed over the pictures of a batch)
+    score: float  # weighted CLIP similarity of this step's cutouts (higher is better), mean over pictures
+    losses: dict[str, float]  # the terms: clip, latent, class (means over pictures)
+    scores: tuple[float, ...] = ()  # the score of each picture of the batch
+
+
+@dataclass
+class Judge:
+    """A CLIP model with the prompts encoded for it, and its share of the loss."""
+
+    clip: Clip
+    prompt_embeds: torch.Tensor  # (P, D) unit vectors
+    prompt_weights: torch.Tensor  # (P,)
+    weight: float = 1.0
 
 
 def encode_prompts(clip: Clip, prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +61,18 @@ def encode_prompts(clip: Clip, prompts: list[Prompt]) -> tuple[torch.Tensor, tor
     return torch.stack(embeds).float(), weights
 
 
+@torch.inference_mode()
+def score_images(judges: list[Judge], images: torch.Tensor) -> torch.Tensor:
+    """Weighted CLIP similarity of whole pictures (one resized view each), averaged over judges: (B,)."""
+    total = sum(j.weight for j in judges)
+    score = torch.zeros(images.shape[0])
+    for j in judges:
+        view = torch.nn.functional.interpolate(images.float(), size=j.clip.image_size, mode="bilinear", antialias=True, align_corners=False)
+        embeds = j.clip.encode_image(view.to(j.clip.device))[:, None]
+        score += j.weight / total * losses.clip_similarity(embeds, j.prompt_embeds.to(j.clip.device), j.prompt_weights.to(j.clip.device)).float().cpu()
+    return score
+
+
 def _square(image, size: int) -> torch.Tensor:
     """Centre square of a PIL image, resized to (1, 3, size, size) in [0, 1]."""
     import numpy as np
@@ -62,16 +85,20 @@ def _square(image, size: int) -> torch.Tensor:
 
 
 class Dream:
-    """One dream in progress: ``batch`` pictures optimised towards the same prompts."""
+    """One dream in progress: one picture per seed, optimised towards the same prompts.
+
+    With several judges (CLIP models) the similarity is their weighted mean, each
+    judge seeing cutouts at its own input size and with its own normalisation.
+    Each picture draws every random number from its own seeded generator, so a
+    picture is the same whether it is dreamt alone or in a batch.
+    """
 
     def __init__(
         self,
         biggan,
-        clip: Clip,
-        prompt_embeds: torch.Tensor,
-        prompt_weights: torch.Tensor,
+        judges: list[Judge],
         *,
-        seed: int,
+        seeds: list[int],
         lr: float = 0.07,
         cutouts: int = 128,
         augment: str = "light",
@@ -79,25 +106,46 @@ class Dream:
         max_classes: int | None = None,
         class_temperature: float = 2.0,
         ema_decay: float = 0.99,
-        batch: int = 1,
     ) -> None:
-        self.biggan, self.clip = biggan, clip
-        self.device = clip.device
-        self.prompt_embeds, self.prompt_weights = prompt_embeds.to(self.device), prompt_weights.to(self.device)
+        self.biggan = biggan
+        self.judges = judges
+        self.device = judges[0].clip.device
+        for judge in judges:
+            judge.prompt_embeds = judge.prompt_embeds.to(judge.clip.device)
+            judge.prompt_weights = judge.prompt_weights.to(judge.clip.device)
         self.truncation, self.max_classes = truncation, max_classes
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seeds = list(seeds)
+        self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
         self.latents = Latents(
             num_latents(biggan),
-            batch=batch,
+            generators=self.generators,
             truncation=truncation,
             max_classes=max_classes,
             class_temperature=class_temperature,
-            generator=self.generator,
         ).to(self.device)
-        self.ema = EMA(self.latents, ema_decay)
-        self.optimizer = torch.optim.Adam(self.latents.parameters(), lr=lr)
-        self.cutouts = Cutouts(clip.image_size, cutouts, augment)
+        self.lr, self.ema_decay = lr, ema_decay
+        self._reset_optimiser()
+        self.cutouts = [Cutouts(j.clip.image_size, cutouts, augment) for j in judges]
         self.step_count = 0
+
+    @property
+    def clip(self) -> Clip:
+        """The first (or only) CLIP model."""
+        return self.judges[0].clip
+
+    def _reset_optimiser(self) -> None:
+        self.ema = EMA(self.latents, self.ema_decay)
+        self.optimizer = torch.optim.Adam(self.latents.parameters(), lr=self.lr)
+
+    @torch.no_grad()
+    def start_from(self, z: torch.Tensor, logits: torch.Tensor) -> None:
+        """Replace the starting point (before the first step): best-of-K starts, inverted photos, other runs."""
+        if self.step_count:
+            raise RuntimeError("start_from() must come before the first step")
+        self.latents.z.copy_(z.to(self.latents.z).expand_as(self.latents.z))
+        self.latents.logits.copy_(logits.to(self.latents.logits).expand_as(self.latents.logits))
+        self.latents.clamp_()
+        self._reset_optimiser()
 
     # -------------------------------------------------------------------------------- the loop
     def steps(self, until: int) -> Iterator[Step]:
@@ -105,20 +153,24 @@ class Dream:
         while self.step_count < until:
             yield self.step()
 
+    def similarity(self, images: torch.Tensor) -> torch.Tensor:
+        """Weighted CLIP similarity of random cutouts of each picture, averaged over judges: (B,)."""
+        total = sum(j.weight for j in self.judges)
+        sim = 0.0
+        for judge, cutouts in zip(self.judges, self.cutouts):
+            cut = torch.cat([cutouts(images[b : b + 1], g) for b, g in enumerate(self.generators)])
+            embeds = judge.clip.encode_image(cut.to(judge.clip.device)).view(images.shape[0], cutouts.count, -1)
+            sim = sim + judge.weight / total * losses.clip_similarity(embeds, judge.prompt_embeds, judge.prompt_weights).to(self.device)
+        return sim
+
     def step(self) -> Step:
         z, classes = self.latents()
         images = render(self.biggan, z, classes, self.truncation)
-        cut = self.cutouts(images, self.generator)
-        embeds = self.clip.encode_image(cut).view(images.shape[0], self.cutouts.count, -1)
-        sim = losses.clip_similarity(embeds, self.prompt_embeds, self.prompt_weights)
-        terms = {
-            "clip": -losses.SIMILARITY_WEIGHT * sim,
-            "latent": losses.latent_loss(z, self.truncation),
-        }
+        sim = self.similarity(images)
+        terms = {"clip": -losses.SIMILARITY_WEIGHT * sim, "latent": losses.latent_loss(z, self.truncation)}
         if not self.max_classes:
             terms["class"] = losses.class_loss(classes)
-        total = sum(terms.values())
-        loss = total.sum()
+        loss = sum(terms.values()).sum()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss.item()} at step {self.step_count + 1}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -127,11 +179,13 @@ class Dream:
         self.latents.clamp_()
         self.ema.update(self.latents)
         self.step_count += 1
+        scores = tuple(sim.tolist())
         return Step(
             index=self.step_count,
             loss=loss.item(),
-            score=sim.mean().item(),
+            score=sum(scores) / len(scores),
             losses={k: v.mean().item() for k, v in terms.items()},
+            scores=scores,
         )
 
     # -------------------------------------------------------------------------------- results
@@ -143,10 +197,8 @@ class Dream:
 
     @torch.inference_mode()
     def score(self, images: torch.Tensor) -> list[float]:
-        """Weighted CLIP similarity of whole pictures (one view each, no cutouts)."""
-        view = torch.nn.functional.interpolate(images, size=self.clip.image_size, mode="bilinear", antialias=True, align_corners=False)
-        embeds = self.clip.encode_image(view)[:, None]
-        return losses.clip_similarity(embeds, self.prompt_embeds, self.prompt_weights).tolist()
+        """Weighted CLIP similarity of whole pictures (one view each, no cutouts), averaged over judges."""
+        return score_images(self.judges, images).tolist()
 
     @torch.no_grad()
     def latent_params(self, ema: bool = True) -> dict[str, torch.Tensor]:
@@ -161,7 +213,7 @@ class Dream:
             "latents": {k: v.detach().cpu() for k, v in self.latents.state_dict().items()},
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(),
+            "generators": [g.get_state() for g in self.generators],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -169,4 +221,5 @@ class Dream:
         self.latents.load_state_dict(state["latents"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        for g, saved in zip(self.generators, state["generators"]):
+            g.set_state(saved)

@@ -26,7 +26,7 @@ def topk_classes(logits: torch.Tensor, k: int, temperature: float) -> torch.Tens
 
 
 class Latents(nn.Module):
-    """``batch`` pictures, each with ``num_latents`` latents and class-logit vectors.
+    """One picture per generator, each with ``num_latents`` latents and class-logit vectors.
 
     Latents start from a truncated normal scaled by ``truncation`` and are kept
     within ``±2·truncation`` by :meth:`clamp_`, which matches the truncation
@@ -37,22 +37,25 @@ class Latents(nn.Module):
         self,
         num_latents: int,
         *,
-        batch: int = 1,
+        generators: "list[torch.Generator | None]" = (None,),
         z_dim: int = 128,
         num_classes: int = 1000,
         truncation: float = 1.0,
         max_classes: int | None = None,
         class_temperature: float = 2.0,
-        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.truncation = truncation
         self.max_classes = max_classes
         self.class_temperature = class_temperature
-        self.z = nn.Parameter(truncated_normal((batch, num_latents, z_dim), generator) * truncation)
-        # like big-sleep: sigmoid(-3.9) ≈ 0.02, a faint mixture of every class to start from
-        logits = torch.randn((batch, num_latents, num_classes), generator=generator) * 0.3 - 3.9
-        self.logits = nn.Parameter(logits)
+        # one picture per generator, each drawn from its own: a picture does not depend on its batch-mates
+        z, logits = [], []
+        for g in generators:
+            z.append(truncated_normal((1, num_latents, z_dim), g) * truncation)
+            # like big-sleep: sigmoid(-3.9) ≈ 0.02, a faint mixture of every class to start from
+            logits.append(torch.randn((1, num_latents, num_classes), generator=g) * 0.3 - 3.9)
+        self.z = nn.Parameter(torch.cat(z))
+        self.logits = nn.Parameter(torch.cat(logits))
 
     def classes(self) -> torch.Tensor:
         """Class vectors fed to BigGAN's embedding: sigmoids, or a top-k softmax when ``max_classes`` is set."""

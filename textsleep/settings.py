@@ -8,16 +8,17 @@ stores it whole so the picture can be made again.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import UserError
 
-__all__ = ["DreamSettings", "SIZES", "DEVICES", "AUGMENTS", "PRECISIONS"]
+__all__ = ["DreamSettings", "ClipSpec", "SIZES", "DEVICES", "AUGMENTS", "PRECISIONS", "KEEP"]
 
 SIZES = (128, 256, 512)
 DEVICES = ("auto", "cpu", "cuda", "mps")
-AUGMENTS = ("none", "light")
+AUGMENTS = ("none", "light", "strong")
+KEEP = ("all", "best")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -31,7 +32,7 @@ class DreamSettings:
     iterations: int = 1000  # optimisation steps
     lr: float = 0.07  # Adam learning rate on latents and class logits
     cutouts: int = 128  # random crops seen by CLIP per step
-    augment: str = "light"  # cutout augmentations: none | light (flip, affine/perspective, colour noise)
+    augment: str = "light"  # cutout augmentations: none | light | strong (see cutouts.py)
     seed: int | None = None  # random when omitted; always recorded
     # --- the generator -------------------------------------------------------------------------
     size: int = 512  # BigGAN-deep model: 128 | 256 | 512 (ignored when `biggan` is a folder or URL)
@@ -40,9 +41,15 @@ class DreamSettings:
     max_classes: int | None = None  # keep only the top-k classes per layer (differentiable top-k)
     class_temperature: float = 2.0  # softmax temperature of that top-k
     ema_decay: float = 0.99  # exponential moving average of the parameters; saved images use it
-    # --- the judge -----------------------------------------------------------------------------
-    clip_model: str = "ViT-B-32"  # any open_clip model name (or a path to an open_clip JSON config)
-    clip_pretrained: str = "openai"  # open_clip pretrained tag or a local checkpoint file
+    # --- where the picture starts --------------------------------------------------------------
+    init_candidates: int = 1  # render K random starts and begin from the one CLIP likes best
+    init_class: str | None = None  # pin the starting class (index, name or "971) bubble")
+    init: str | None = None  # start from a finished run folder's averaged latents
+    num_images: int = 1  # pictures optimised at once (seeds seed, seed+1, …), each in its own sub-folder
+    keep: str = "all"  # with several pictures: keep all, or only the best by CLIP score
+    # --- the judges ----------------------------------------------------------------------------
+    clip_model: tuple[str, ...] = ("ViT-B-32",)  # open_clip model name(s) or JSON config path(s); "NAME:weight" in an ensemble
+    clip_pretrained: tuple[str, ...] = ("openai",)  # pretrained tag or checkpoint file, one for all models or one per model
     # --- where and how it runs -----------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps (auto picks cuda > mps > cpu)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: fastest safe choice for the device)
@@ -53,9 +60,27 @@ class DreamSettings:
     video: bool = False  # write the progress frames as progress.mp4 at the end (implies save_progress)
 
     def __post_init__(self) -> None:
-        self.images = tuple(self.images)
-        self.negatives = tuple(self.negatives)
+        self.images = _tuple(self.images)
+        self.negatives = _tuple(self.negatives)
+        self.clip_model = _tuple(self.clip_model)
+        self.clip_pretrained = _tuple(self.clip_pretrained)
         _check(self)
+        self.clips()  # validates the ensemble syntax
+
+    def clips(self) -> list["ClipSpec"]:
+        """The CLIP models to optimise against, with their pretrained weights and loss weights."""
+        pretrained = self.clip_pretrained
+        if len(pretrained) not in (1, len(self.clip_model)):
+            raise UserError(
+                f"--clip-pretrained given {len(pretrained)} times for {len(self.clip_model)} --clip-model; give it once (for all) or once per model"
+            )
+        specs = []
+        for i, item in enumerate(self.clip_model):
+            name, weight = _split_weight(item)
+            if any(spec.name == name for spec in specs):
+                raise UserError(f"--clip-model {name!r} is given twice; each model may appear once")
+            specs.append(ClipSpec(name, pretrained[i if len(pretrained) > 1 else 0], weight))
+        return specs
 
     # convenient helpers -----------------------------------------------------------------------
     @property
@@ -69,6 +94,13 @@ class DreamSettings:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
 
+    @property
+    def seeds(self) -> list[int]:
+        """One seed per picture: seed, seed + 1, …"""
+        if self.seed is None:
+            raise ValueError("no seed chosen yet")
+        return [self.seed + i for i in range(self.num_images)]
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DreamSettings":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -76,6 +108,32 @@ class DreamSettings:
         if unknown:
             raise UserError(f"unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    name: str
+    pretrained: str
+    weight: float = 1.0
+
+
+def _tuple(value) -> tuple:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _split_weight(item: str) -> tuple[str, float]:
+    name, sep, raw = item.rpartition(":")
+    if not sep or len(name) == 1:  # no weight (or a Windows drive letter)
+        return item.strip(), 1.0
+    try:
+        weight = float(raw)
+    except ValueError:
+        raise UserError(f"--clip-model {item!r}: weight {raw!r} is not a number (write NAME:0.5)") from None
+    if not weight > 0:
+        raise UserError(f"--clip-model {item!r}: weight must be > 0")
+    return name.strip(), weight
 
 
 def _check(s: DreamSettings) -> None:
@@ -96,4 +154,8 @@ def _check(s: DreamSettings) -> None:
     need(s.precision in PRECISIONS, f"--precision {s.precision!r}: allowed are {', '.join(PRECISIONS)}")
     need(s.augment in AUGMENTS, f"--augment {s.augment!r}: allowed are {', '.join(AUGMENTS)}")
     need(s.seed is None or (isinstance(s.seed, int) and 0 <= s.seed < 2**63), f"--seed {s.seed!r}: must be a whole number >= 0")
-    need(bool(s.clip_model.strip()), "--clip-model: must not be empty")
+    need(bool(s.clip_model) and all(m.strip() for m in s.clip_model), "--clip-model: must not be empty")
+    need(bool(s.clip_pretrained), "--clip-pretrained: must not be empty")
+    need(isinstance(s.init_candidates, int) and s.init_candidates >= 1, f"--init-candidates {s.init_candidates!r}: must be a whole number >= 1")
+    need(isinstance(s.num_images, int) and s.num_images >= 1, f"--num-images {s.num_images!r}: must be a whole number >= 1")
+    need(s.keep in KEEP, f"--keep {s.keep!r}: allowed are {', '.join(KEEP)}")

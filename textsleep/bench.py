@@ -1,0 +1,111 @@
+"""Speed and memory of the real dream step, on randomly initialised full-size models.
+
+The cost of a step does not depend on the weights' values, so no download is
+needed: BigGAN-deep and CLIP are built from their real classes with random
+weights and the same :class:`~textsleep.dream.Dream` step a user runs is timed.
+"""
+
+from __future__ import annotations
+
+import gc
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .dream import Dream, Judge
+from .models import random_biggan, random_clip, resolve_device, resolve_dtype
+
+__all__ = ["BenchResult", "run_bench"]
+
+
+@dataclass
+class BenchResult:
+    size: int
+    cutouts: int
+    batch: int
+    steps: int
+    device: str
+    precision: str
+    median_s: float  # median seconds per step (after one warm-up step)
+    it_per_s: float
+    min_s: float
+    max_s: float
+    peak_memory_gb: float  # peak RSS on the CPU, max allocated on a GPU
+    memory_kind: str
+    clip_model: str
+    torch: str
+    python: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _peak_rss_gb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def run_bench(
+    size: int = 512,
+    cutouts: int = 32,
+    steps: int = 10,
+    batch: int = 1,
+    device: str = "auto",
+    precision: str = "auto",
+    clip_model: str = "ViT-B-32-quickgelu",
+    augment: str = "light",
+) -> BenchResult:
+    """Time ``steps`` dream steps (plus one warm-up) and return the medians."""
+    dev = resolve_device(device)
+    dtype = resolve_dtype(precision, dev)
+    biggan = random_biggan(size, 128).to(dev, dtype)
+    clip = random_clip(clip_model).to(dev, dtype)
+    with torch.inference_mode():
+        prompt = clip.encode_text(["upside down tree"])
+    judge = Judge(clip, prompt, torch.ones(1))
+    dream = Dream(biggan, [judge], seeds=list(range(batch)), cutouts=cutouts, augment=augment)
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    for _ in range(steps + 1):
+        _sync(dev)
+        t0 = time.perf_counter()
+        dream.step()
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    timed = times[1:]
+    median = statistics.median(timed)
+    if dev.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(dev) / 2**30, "max allocated GPU memory"
+    else:
+        peak, kind = _peak_rss_gb(), "peak RSS"
+    return BenchResult(
+        size=size,
+        cutouts=cutouts,
+        batch=batch,
+        steps=steps,
+        device=str(dev),
+        precision=str(dtype).replace("torch.", ""),
+        median_s=round(median, 4),
+        it_per_s=round(1 / median, 3),
+        min_s=round(min(timed), 4),
+        max_s=round(max(timed), 4),
+        peak_memory_gb=round(peak, 3),
+        memory_kind=kind,
+        clip_model=clip_model,
+        torch=torch.__version__,
+        python=platform.python_version(),
+    )

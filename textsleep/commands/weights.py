@@ -1,0 +1,80 @@
+"""``textsleep download`` and ``textsleep doctor``: weights ahead of time, and what this machine has."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import typer
+
+from .common import cli_errors
+
+__all__ = ["register"]
+
+
+def download(
+    size: str = typer.Option("512", "--size", help="BigGAN-deep size to fetch: 128, 256, 512 or all."),
+    clip_model: str = typer.Option("ViT-B-32", "--clip-model", help="open_clip model whose weights to fetch."),
+    clip_pretrained: str = typer.Option("openai", "--clip-pretrained", help="Its pretrained tag."),
+    no_clip: bool = typer.Option(False, "--no-clip", help="Fetch only BigGAN."),
+    force: bool = typer.Option(False, "--force", help="Fetch again even when cached (replaces a corrupted file)."),
+) -> None:
+    """Fetch weights now (for an offline machine: download, copy the caches, run)."""
+    from .. import weights
+    from ..errors import UserError
+    from ..models import load_clip
+
+    sizes = ("128", "256", "512") if size == "all" else (size,)
+    for s in sizes:
+        if s not in ("128", "256", "512"):
+            raise UserError(f"--size {size!r}: allowed are 128, 256, 512 or all")
+    for s in sizes:
+        name = f"biggan-deep-{s}"
+        folder = weights.biggan_dir(name, progress=True, force=force)
+        typer.echo(f"{name}: {folder}")
+    if not no_clip:
+        load_clip(clip_model, clip_pretrained, "cpu")
+        from huggingface_hub import constants
+
+        typer.echo(f"CLIP {clip_model} ({clip_pretrained}): in {constants.HF_HUB_CACHE}")
+
+
+def doctor() -> None:
+    """Devices, precision support, versions, caches and which models are present."""
+    import torch
+    from huggingface_hub import constants
+
+    from .. import __version__, weights
+    from ..models import resolve_device, resolve_dtype
+
+    def line(key: str, value: object) -> None:
+        typer.echo(f"{key:<22} {value}")
+
+    line("textsleep", __version__)
+    line("python", platform.python_version())
+    line("torch", torch.__version__)
+    cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    line("cuda", ", ".join(cuda) if cuda else "not available")
+    line("mps", "available" if torch.backends.mps.is_available() else "not available")
+    device = resolve_device("auto")
+    line("auto device", device)
+    line("auto precision", str(resolve_dtype("auto", device)).replace("torch.", ""))
+    line("cache (BigGAN)", f"{weights.cache_root()}  (TEXTSLEEP_CACHE)")
+    line("cache (CLIP)", f"{constants.HF_HUB_CACHE}  (HF_HOME; offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})")
+    mirror = os.environ.get("TEXTSLEEP_BIGGAN_URL")
+    line("BigGAN mirror", mirror or "not set (TEXTSLEEP_BIGGAN_URL)")
+    cached = {m["name"]: m for m in weights.cached_models()}
+    for name in weights.BIGGAN_SHORTCUTS:
+        found = cached.get(name)
+        line(name, f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else "not cached")
+    from ..models import clip_cached
+
+    clip_ok = clip_cached("ViT-B-32", "openai")
+    line("ViT-B-32 (openai)", "cached" if clip_ok else "not cached")
+    need = not (clip_ok and weights.is_cached("biggan-deep-512"))
+    line("network needed", "yes, for the default settings (textsleep download fetches ahead)" if need else "no, the defaults run offline")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("download")(cli_errors(download))
+    app.command("doctor")(cli_errors(doctor))

@@ -1,0 +1,86 @@
+"""Where a dream starts: random, best of K random starts, a pinned class, or another run's latents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+from .latents import truncated_normal
+
+__all__ = ["Start", "class_logits", "best_of_k", "rank_classes", "load_latents", "LATENTS_FILE"]
+
+LATENTS_FILE = "latents.pt"
+_ON, _OFF = 3.0, -8.0  # logits of a one-class start: sigmoid 0.95 for the class, 3e-4 for the rest
+
+
+@dataclass
+class Start:
+    """A chosen starting point for one picture, with how it was chosen."""
+
+    z: torch.Tensor  # (L, 128)
+    logits: torch.Tensor  # (L, 1000)
+    record: dict = field(default_factory=dict)
+
+
+def class_logits(index: int, num_latents: int, num_classes: int = 1000) -> torch.Tensor:
+    """Logits whose class vectors (by sigmoid, or top-k softmax) pick out one class."""
+    logits = torch.full((num_latents, num_classes), _OFF)
+    logits[:, index] = _ON
+    return logits
+
+
+def rank_classes(judge, class_names: tuple[str, ...], top: int, batch: int = 250) -> list[int]:
+    """The ImageNet classes whose names CLIP finds closest to the prompts (weighted), best first."""
+    texts = [f"a photo of a {name}." for name in class_names]
+    with torch.inference_mode():
+        embeds = torch.cat([judge.clip.encode_text(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+        sims = (embeds @ judge.prompt_embeds.T.to(embeds)) @ judge.prompt_weights.to(embeds)
+    return sims.topk(min(top, len(texts))).indices.tolist()
+
+
+@torch.inference_mode()
+def best_of_k(
+    render_fn,
+    score_fn,
+    *,
+    k: int,
+    num_latents: int,
+    seed: int,
+    truncation: float,
+    classes: list[int],
+    micro_batch: int = 8,
+) -> Start:
+    """Render ``k`` random starts and return the one with the highest score.
+
+    Candidate ``i`` has one truncated-normal ``z`` (scaled by the truncation) for
+    every layer and the class ``classes[i % len(classes)]``.  ``render_fn(z, logits)``
+    renders a batch, ``score_fn(images)`` scores it (higher is better).  Candidates
+    are rendered ``micro_batch`` at a time so memory stays bounded.
+    """
+    g = torch.Generator().manual_seed(seed)
+    zs = truncated_normal((k, 1, 128), g).expand(k, num_latents, 128) * truncation
+    picked = [classes[i % len(classes)] for i in range(k)]
+    logits = torch.stack([class_logits(c, num_latents) for c in picked])
+    scores: list[float] = []
+    for i in range(0, k, micro_batch):
+        images = render_fn(zs[i : i + micro_batch], logits[i : i + micro_batch])
+        scores += [float(s) for s in score_fn(images)]
+    best = max(range(k), key=scores.__getitem__)
+    record = {"candidates": k, "scores": [round(s, 5) for s in scores], "classes": picked, "chosen": best, "chosen_class": picked[best]}
+    return Start(zs[best].clone(), logits[best].clone(), record)
+
+
+def load_latents(folder: str | Path) -> dict:
+    """The averaged latents a finished run saved (``z``, ``logits``, ``truncation``, ``biggan``, ``size``)."""
+    folder = Path(folder).expanduser()
+    file = folder / LATENTS_FILE if folder.is_dir() else folder
+    if not file.is_file():
+        raise UserError(f"{str(folder)!r}: not a run folder with saved latents (no {LATENTS_FILE}); finish or save a dream there first")
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(f"{str(file)!r}: cannot be read ({err.__class__.__name__})") from None
+    return data
