@@ -106,13 +106,15 @@ class Dream:
         max_classes: int | None = None,
         class_temperature: float = 2.0,
         ema_decay: float = 0.99,
+        extra_loss=None,
     ) -> None:
         self.biggan = biggan
+        self.extra_loss = extra_loss  # optional f(images (B,3,H,W)) -> (B,) added to the loss, e.g. a pixel loss
         self.judges = judges
         self.device = judges[0].clip.device
-        for judge in judges:
-            judge.prompt_embeds = judge.prompt_embeds.to(judge.clip.device)
-            judge.prompt_weights = judge.prompt_weights.to(judge.clip.device)
+        for judge in judges:  # (clones: embeddings made under inference mode cannot join autograd)
+            judge.prompt_embeds = judge.prompt_embeds.to(judge.clip.device).clone()
+            judge.prompt_weights = judge.prompt_weights.to(judge.clip.device).clone()
         self.truncation, self.max_classes = truncation, max_classes
         self.seeds = list(seeds)
         self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
@@ -170,6 +172,8 @@ class Dream:
         terms = {"clip": -losses.SIMILARITY_WEIGHT * sim, "latent": losses.latent_loss(z, self.truncation)}
         if not self.max_classes:
             terms["class"] = losses.class_loss(classes)
+        if self.extra_loss is not None:
+            terms["extra"] = self.extra_loss(images)
         loss = sum(terms.values()).sum()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss.item()} at step {self.step_count + 1}")
