@@ -1,0 +1,89 @@
+"""``textsleep eval``: compare settings by an independent judge's score."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import cli_errors
+
+__all__ = ["register"]
+
+
+def evaluate(
+    ctx: typer.Context,
+    prompt_file: Optional[Path] = typer.Argument(None, help="Prompt list (one a line, '#' comments)."),
+    judge_model: str = typer.Option("ViT-L-14", "--judge-model", help="CLIP model that scores the finals (not one optimised against)."),
+    judge_pretrained: str = typer.Option("openai", "--judge-pretrained", help="Its pretrained tag or checkpoint file."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds; every prompt is dreamt once per seed."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the runs and the report [default: outputs/eval-DATE-TIME]."),
+    compare_files: Optional[list[Path]] = typer.Option(None, "--compare", help="Compare two results.json files (give --compare twice)."),
+) -> None:
+    """Dream each prompt for a fixed number of steps and score the finals with a judge CLIP (any dream option applies)."""
+    from ..errors import UserError
+
+    if compare_files:
+        if len(compare_files) != 2 or prompt_file is not None:
+            raise UserError("--compare takes exactly two results files: textsleep eval --compare a.json --compare b.json")
+        _print_comparison(*compare_files)
+        return
+    if prompt_file is None:
+        raise UserError("give a prompt file (e.g. prompts/eval.txt), or --compare A B")
+    _run(ctx, prompt_file, judge_model, judge_pretrained, seeds, out)
+
+
+def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_text: str, out: Path | None) -> None:
+    import torch
+
+    from .. import evaluate as ev
+    from ..errors import UserError
+    from ..models import ModelCache, resolve_device, resolve_dtype
+    from ..settings import DreamSettings
+    from .dream import parse_dream_args
+
+    prompts = ev.read_prompt_list(prompt_file)
+    try:
+        seeds = [int(s) for s in seeds_text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {seeds_text!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
+    if not seeds:
+        raise UserError(f"--seeds {seeds_text!r}: give at least one seed")
+    options = parse_dream_args(list(ctx.args))
+    options.pop("out", None)
+    base = DreamSettings(text=prompts[0], **options)
+    ev.check_judge(judge_model, judge_pretrained, base.clips())
+    folder = out or Path(base.out) / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
+    folder.mkdir(parents=True, exist_ok=True)
+    models = ModelCache()
+    device = resolve_device(base.device)
+    judge = models.clip(judge_model, judge_pretrained, device, resolve_dtype(base.precision, device))
+    rows = []
+    total = len(prompts) * len(seeds)
+    for row in ev.run_eval(prompts, seeds, options, judge, out=folder / "runs", models=models):
+        rows.append(row)
+        typer.echo(f"[{len(rows)}/{total}] judge {row.judge_score:.4f}  {row.seconds:.1f} s  seed {row.seed}  {row.prompt}")
+    meta = {"prompt_file": str(prompt_file), "seeds": seeds, "judge": {"model": judge_model, "pretrained": judge_pretrained},
+            "options": options, "settings": base.replace(text="").to_dict(), "torch": torch.__version__}
+    results = ev.write_results(rows, meta, folder)
+    s = ev.summary(rows)
+    typer.echo(f"mean judge score {s['mean_judge_score']:.4f} over {s['images']} pictures, {s['mean_seconds_per_image']:.1f} s per picture")
+    typer.echo(f"report: {results} (+ results.csv, sheet.png)")
+
+
+def _print_comparison(a: Path, b: Path) -> None:
+    from .. import evaluate as ev
+
+    c = ev.compare(a, b)
+    width = max(len(r["prompt"]) for r in c["rows"])
+    typer.echo(f"{'prompt':<{width}}  {'A':>7}  {'B':>7}  {'B-A':>7}")
+    for r in c["rows"]:
+        typer.echo(f"{r['prompt']:<{width}}  {r['a']:7.4f}  {r['b']:7.4f}  {r['diff']:+7.4f}")
+    typer.echo(f"{'mean':<{width}}  {c['mean_a']:7.4f}  {c['mean_b']:7.4f}  {c['mean_diff']:+7.4f}")
+    typer.echo(f"B better on {c['b_better']} of {c['prompts']} prompts; seconds per picture A {c['seconds_a']:.1f}, B {c['seconds_b']:.1f}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(cli_errors(evaluate))
