@@ -22,7 +22,10 @@ from __future__ import annotations
 import math
 
 import torch
-from kornia.geometry.transform import crop_and_resize
+import torch.nn.functional as F
+from einops import rearrange
+from kornia.geometry.transform import get_perspective_transform
+from kornia.geometry import create_meshgrid
 
 __all__ = ["Cutouts"]
 
@@ -70,12 +73,29 @@ class Cutouts:
         points = corners * (s - 1)[:, None, None] + torch.stack([x0, y0], -1)[:, None, :]
         return points
 
+    def grid(self, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Sampling grid (N, size, size, 2) in [-1, 1] that maps each box's square onto the output square."""
+        n, size = boxes.shape[0], self.size
+        square = torch.tensor([[0.0, 0.0], [size - 1.0, 0.0], [size - 1.0, size - 1.0], [0.0, size - 1.0]])
+        to_source = get_perspective_transform(square.expand(n, 4, 2).to(boxes), boxes)  # output pixel -> picture pixel
+        out_pixels = create_meshgrid(size, size, normalized_coordinates=False, device=boxes.device, dtype=boxes.dtype)[0]
+        homogeneous = torch.cat([out_pixels, torch.ones_like(out_pixels[..., :1])], -1)
+        src = torch.einsum("nij,yxj->nyxi", to_source, homogeneous)
+        src = src[..., :2] / src[..., 2:]
+        scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], device=boxes.device, dtype=boxes.dtype)
+        return src * scale - 1
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(B, 3, H, W) → (B·count, 3, size, size), cutouts of picture b at rows b·count … (b+1)·count − 1."""
+        """(B, 3, H, W) → (B·count, 3, size, size), cutouts of picture b at rows b·count … (b+1)·count − 1.
+
+        All cutouts of a picture come from one ``grid_sample`` over the picture itself
+        (their grids stacked), so the picture is never copied once per cutout.
+        """
         b, _, h, w = images.shape
-        boxes = self.boxes(b, h, w, generator).to(images.device, images.dtype)
-        source = images.repeat_interleave(self.count, dim=0)
-        cut = crop_and_resize(source, boxes, (self.size, self.size), padding_mode="reflection")
+        boxes = self.boxes(b, h, w, generator).to(images.device, torch.float32)
+        grid = rearrange(self.grid(boxes, h, w), "(b n) y x c -> b (n y) x c", b=b).to(images.dtype)
+        sampled = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+        cut = rearrange(sampled, "b c (n y) x -> (b n) c y x", n=self.count)
         if self.augment == "strong":
             cut = self._colour_and_erase(cut, generator)
         if self.augment in ("light", "strong") and self.noise > 0:
