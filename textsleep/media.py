@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +78,9 @@ class VideoWriter:
     def _open(self) -> None:
         import imageio.v2 as imageio
 
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.suffix, dir=self.path.parent)
-        os.close(fd)
+        from .outputs import temp_beside
+
+        self._tmp = temp_beside(self.path, self.suffix)
         if self.suffix == ".gif":
             self._writer = imageio.get_writer(self._tmp, mode="I", duration=1000 / self.fps, loop=0)
         else:

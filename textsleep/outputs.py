@@ -23,7 +23,7 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["slugify", "new_run_dir", "save_png", "read_png_text", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "RUN_FILES"]
+__all__ = ["slugify", "new_run_dir", "save_png", "read_png_text", "write_text", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "temp_beside", "RUN_FILES"]
 
 RUN_FILES = {"image": "image.png", "best": "best.png", "record": "run.json", "checkpoint": "checkpoint.pt", "progress": "progress", "video": "progress.mp4"}
 _MAX_SLUG = 60
@@ -58,17 +58,31 @@ def new_run_dir(parent: str | os.PathLike, text: str) -> Path:
     raise UserError(f"--out {str(parent)!r}: too many runs named {slug!r} already")
 
 
+def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> str:
+    """A new, empty temporary file in ``path``'s folder (readable like any file), to rename over ``path`` later."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+    return tmp
+
+
 def _atomic(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename over the target."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path)
     try:
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_png(image, path: str | os.PathLike, text: dict[str, Any] | None = None) -> Path:
@@ -87,6 +101,11 @@ def read_png_text(path: str | os.PathLike) -> dict[str, str]:
 
     with Image.open(path) as im:
         return dict(im.text)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return Path(path)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
