@@ -145,13 +145,13 @@ def test_offline_biggan_fails_fast_with_advice(tiny, tmp_path):
 
 
 def test_ctrl_c_saves_and_says_how_to_resume(tiny_args, tmp_path):
-    args = ["tree", *tiny_args, "--iterations", "100000", "--save-every", "100000", "--quiet"]
+    args = ["tree", *tiny_args, "--iterations", "100000", "--save-every", "1", "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "textsleep", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "outputs" / "tree"
-    deadline = time.monotonic() + 90
-    while not run.exists() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while not (run / "run.json").exists() and time.monotonic() < deadline:  # written after the first step
         time.sleep(0.2)
-    time.sleep(2.0)  # a few steps
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -1,21 +1,26 @@
 """BigGAN weight folders on disk: download, cache, resume, verify, lock.
 
 Shortcut names (``biggan-deep-128/256/512``) are fetched once into
-``$TEXTSLEEP_CACHE/biggan/<name>/`` (default: the platform's user cache folder)
-and verified against the SHA-256 recorded at download on every later load.
-``TEXTSLEEP_BIGGAN_URL`` points the shortcuts at a mirror (a folder URL holding
-``<name>-pytorch_model.bin`` and ``<name>-config.json``).  The 128 model falls
-back to its Hugging Face Hub copy.  CLIP weights are not handled here: they go
+``cache_root()/biggan/<name>/`` (``$TEXTSLEEP_CACHE``, else the platform's user
+cache folder) and checked against the SHA-256 recorded at download on every
+later load.  ``TEXTSLEEP_BIGGAN_URL`` points the shortcuts at a mirror (a folder
+URL holding ``<name>-pytorch_model.bin`` and ``<name>-config.json``, the layout
+of the original S3 bucket).  The 128 model falls back to its Hugging Face Hub
+copy when the primary source fails.  CLIP weights are not handled here: they go
 through huggingface_hub's own cache (``HF_HOME``, ``HF_HUB_OFFLINE``).
+
+Nothing happens at import: no folders are created and nothing is printed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import socket
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -24,14 +29,35 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["BIGGAN_SHORTCUTS", "cache_root", "biggan_dir", "download", "verify", "is_cached", "cached_models", "hub_problem", "HUB_FALLBACK"]
+__all__ = [
+    "BIGGAN_SHORTCUTS",
+    "HUB_FALLBACK",
+    "cache_root",
+    "biggan_dir",
+    "download",
+    "verify",
+    "is_cached",
+    "cached_models",
+    "hub_problem",
+]
 
-BIGGAN_SHORTCUTS = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
-HUB_FALLBACK = {"biggan-deep-128": "osanseviero/BigGAN-deep-128"}
+BIGGAN_SHORTCUTS: tuple[str, ...] = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
+HUB_FALLBACK: dict[str, str] = {"biggan-deep-128": "osanseviero/BigGAN-deep-128"}
 FILES = ("config.json", "pytorch_model.bin")
 _CHUNK = 1 << 20
+_BACKOFF_S = 0.5
+_LOCK_WAIT_S = 3600.0
 
 
+class _SourceError(UserError):
+    """A source could not deliver a file (network, HTTP status); another source may be tried."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying: no connection, a timeout, a body cut short."""
+
+
+# --------------------------------------------------------------------------------------------- folders
 def cache_root() -> Path:
     """``$TEXTSLEEP_CACHE``, else the platform's user cache folder for textsleep."""
     env = os.environ.get("TEXTSLEEP_CACHE")
@@ -42,99 +68,129 @@ def cache_root() -> Path:
     return Path(user_cache_dir("textsleep"))
 
 
+def biggan_dir(name_or_path: str, *, progress: bool = True, force: bool = False) -> Path:
+    """A local folder holding ``pytorch_model.bin`` and ``config.json`` for a shortcut name, folder or URL.
+
+    Shortcuts and URLs are downloaded once into the cache and verified on every
+    later call; ``force`` throws the cached copy away and fetches it again.
+    """
+    spec = str(name_or_path).strip()
+    if spec in BIGGAN_SHORTCUTS:
+        size = spec.rsplit("-", 1)[-1]
+        return _cached_folder(
+            _shortcut_urls(spec),
+            cache_root() / "biggan" / spec,
+            refetch=f"textsleep download --size {size} --force",
+            hub_repo=HUB_FALLBACK.get(spec),
+            progress=progress,
+            force=force,
+        )
+    if re.match(r"https?://", spec, re.IGNORECASE):
+        base = spec.rstrip("/")
+        folder = cache_root() / "biggan" / _url_slug(base)
+        return _cached_folder({f: f"{base}/{f}" for f in FILES}, folder, refetch=None, hub_repo=None, progress=progress, force=force)
+    return _local_folder(spec)
+
+
+def _local_folder(spec: str) -> Path:
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        missing = [f for f in FILES if not (folder / f).is_file()]
+        if missing:
+            raise UserError(f"--biggan {spec!r}: the folder has no {' and no '.join(missing)} (it needs pytorch_model.bin and config.json)")
+        return folder
+    if folder.exists():
+        raise UserError(f"--biggan {spec!r} is a file; give the folder holding pytorch_model.bin and config.json")
+    raise UserError(
+        f"--biggan {spec!r} is not a known model name ({', '.join(BIGGAN_SHORTCUTS)}); "
+        "a folder holding pytorch_model.bin + config.json, or the http(s) URL of one, also works"
+    )
+
+
 def _shortcut_urls(name: str) -> dict[str, str]:
-    mirror = os.environ.get("TEXTSLEEP_BIGGAN_URL")
+    """File name -> URL for a shortcut: the mirror in ``TEXTSLEEP_BIGGAN_URL``, else pytorch-pretrained-biggan's own."""
+    mirror = os.environ.get("TEXTSLEEP_BIGGAN_URL", "").strip()
     if mirror:
         base = mirror.rstrip("/")
-        return {"pytorch_model.bin": f"{base}/{name}-pytorch_model.bin", "config.json": f"{base}/{name}-config.json"}
+        return {f: f"{base}/{name}-{f}" for f in FILES}
     from pytorch_pretrained_biggan.model import PRETRAINED_CONFIG_ARCHIVE_MAP, PRETRAINED_MODEL_ARCHIVE_MAP
 
     return {"pytorch_model.bin": PRETRAINED_MODEL_ARCHIVE_MAP[name], "config.json": PRETRAINED_CONFIG_ARCHIVE_MAP[name]}
 
 
-def _how_to_supply(name: str) -> str:
-    return (
-        f"download it where there is network (`textsleep download --size {name.rsplit('-', 1)[-1]}`) and copy {cache_root()} here, "
-        "pass --biggan DIR (a folder with pytorch_model.bin + config.json), or set TEXTSLEEP_BIGGAN_URL to a mirror"
-        if name in BIGGAN_SHORTCUTS
-        else "pass --biggan DIR (a folder with pytorch_model.bin + config.json)"
-    )
+def _url_slug(url: str) -> str:
+    """A folder name for a URL: readable, and unique through a short hash."""
+    parts = urllib.parse.urlsplit(url)
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", parts.netloc + parts.path).strip("_")[:80]
+    return f"{readable}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
 
 
-def biggan_dir(name_or_path: str, *, progress: bool = True, force: bool = False) -> Path:
-    """A local folder holding ``pytorch_model.bin`` and ``config.json`` for a name, folder or URL."""
-    spec = str(name_or_path).strip()
-    if spec in BIGGAN_SHORTCUTS:
-        return _fetch_folder(spec, _shortcut_urls(spec), cache_root() / "biggan" / spec, progress=progress, force=force)
-    if re.match(r"^https?://", spec):
-        base = spec.rstrip("/")
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", urllib.parse.urlsplit(base).netloc + urllib.parse.urlsplit(base).path).strip("_")
-        urls = {f: f"{base}/{f}" for f in FILES}
-        return _fetch_folder(spec, urls, cache_root() / "biggan" / "url" / safe[:120], progress=progress, force=force)
-    folder = Path(spec).expanduser()
-    if folder.is_dir():
+def _cached_folder(urls: dict[str, str], folder: Path, *, refetch: str | None, hub_repo: str | None, progress: bool, force: bool) -> Path:
+    """Serve ``folder`` from the cache (verified), downloading what is missing."""
+    if force:
+        _check_writable(folder)
         for f in FILES:
-            if not (folder / f).is_file():
-                raise UserError(f"--biggan {spec!r}: the folder has no {f} (it needs pytorch_model.bin and config.json)")
-        return folder
-    if folder.exists():
-        raise UserError(f"--biggan {spec!r}: is a file; give the folder holding pytorch_model.bin and config.json")
-    raise UserError(f"--biggan {spec!r}: not a shortcut name ({', '.join(BIGGAN_SHORTCUTS)}), an existing folder or an http(s) URL")
+            for suffix in ("", ".sha256", ".part"):
+                (folder / (f + suffix)).unlink(missing_ok=True)
+    missing = [f for f in FILES if not (folder / f).is_file()]
+    for f in FILES:
+        if f not in missing:
+            verify(folder / f, refetch=refetch)
+    if not missing:
+        return folder  # a complete cache needs no writes: a read-only copy works
+    _check_writable(folder)
+    try:
+        for f in missing:
+            download(urls[f], folder / f, progress=progress and f.endswith(".bin"))
+    except _SourceError as err:
+        if hub_repo is None:
+            raise
+        _from_hub(hub_repo, folder, first_error=err)
+    return folder
 
 
-def _fetch_folder(name: str, urls: dict[str, str], folder: Path, *, progress: bool, force: bool) -> Path:
+def _check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.touch()
-        probe.unlink()
+        tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
-        raise UserError(f"cache folder {str(folder)!r} is not writable ({err.strerror or err}); set TEXTSLEEP_CACHE to another folder") from None
-    if force:
-        for f in FILES:
-            for extra in ("", ".sha256"):
-                (folder / (f + extra)).unlink(missing_ok=True)
-    try:
-        for f in FILES:
-            target = folder / f
-            if target.is_file():
-                verify(target, refetch=f"textsleep download --size {name.rsplit('-', 1)[-1]} --force" if name in BIGGAN_SHORTCUTS else None)
-                continue
-            download(urls[f], target, progress=progress and f.endswith(".bin"))
-    except UserError as err:
-        fallback = HUB_FALLBACK.get(name)
-        if fallback is None or "corrupted" in str(err):
-            raise
-        return _from_hub(fallback, folder, first_error=err, progress=progress)
-    return folder
+        raise UserError(
+            f"cache folder {str(folder)!r} is not writable ({err.strerror or err}); set TEXTSLEEP_CACHE to a writable folder"
+        ) from None
 
 
-def _from_hub(repo: str, folder: Path, *, first_error: UserError, progress: bool) -> Path:
-    """The Hugging Face Hub copy of a model, linked into our cache folder."""
+def _how_to_supply(dest: Path) -> str:
+    name = dest.parent.name
+    local = "pass --biggan DIR (a folder with pytorch_model.bin + config.json) or set TEXTSLEEP_BIGGAN_URL to a mirror"
+    if name in BIGGAN_SHORTCUTS:
+        size = name.rsplit("-", 1)[-1]
+        return f"{local}, or run `textsleep download --size {size}` where there is network and copy {cache_root()} here"
+    return local
+
+
+# --------------------------------------------------------------------------------------------- Hugging Face Hub
+def _from_hub(repo: str, folder: Path, *, first_error: UserError) -> Path:
+    """Copy the missing files of ``folder`` from the model's Hugging Face Hub copy."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    cached = all(isinstance(try_to_load_from_cache(repo, f), str) for f in FILES)
+    missing = [f for f in FILES if not (folder / f).is_file()]
+    cached = all(isinstance(try_to_load_from_cache(repo, f), str) for f in missing)
     problem = None if cached else hub_problem()
     if problem:
-        raise UserError(f"{first_error}; its Hub copy {repo} cannot be reached either ({problem})")
+        raise _SourceError(f"{first_error}; its Hub copy {repo} cannot be reached either ({problem})")
     try:
-        for f in FILES:
-            path = Path(hf_hub_download(repo, f))
-            target = folder / f
-            if not target.is_file():
-                os.replace(_copy_beside(path, target), target)
-                _record_sha(target)
+        for f in missing:
+            source = Path(hf_hub_download(repo, f))
+            part = _part(folder / f)
+            hasher = hashlib.sha256()
+            with open(source, "rb") as src, open(part, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    out.write(chunk)
+                    hasher.update(chunk)
+            _finish(part, folder / f, hasher.hexdigest())
     except Exception as err:  # network, offline mode, missing repo: report both sources
-        raise UserError(f"{first_error}; the Hub copy {repo} failed too ({err.__class__.__name__})") from None
+        raise _SourceError(f"{first_error}; the Hub copy {repo} failed too ({err.__class__.__name__}: {err})") from None
     return folder
-
-
-def _copy_beside(source: Path, target: Path) -> Path:
-    tmp = target.with_name(target.name + ".part")
-    with open(source, "rb") as src, open(tmp, "wb") as dst:
-        while chunk := src.read(_CHUNK):
-            dst.write(chunk)
-    return tmp
 
 
 def hub_problem(timeout: float = 4.0) -> str | None:
@@ -159,115 +215,171 @@ def hub_problem(timeout: float = 4.0) -> str | None:
 
 # --------------------------------------------------------------------------------------------- download
 def download(url: str, dest: Path, *, progress: bool = True, timeout: float = 10.0, retries: int = 2) -> Path:
-    """Fetch ``url`` to ``dest``: streamed to ``dest.part``, resumed with Range, size-checked, renamed when complete.
+    """Fetch ``url`` to ``dest`` and record its SHA-256 as ``dest.sha256``; return ``dest``.
 
-    A SHA-256 of the complete file is recorded as ``dest.sha256``.  A file lock
-    keeps two processes from writing the same file at once.
+    The body streams to ``dest.part`` and is renamed only once its size matches
+    the server's; an interrupted transfer resumes from the ``.part`` with a
+    Range request.  ``timeout`` bounds connecting and each read; failures other
+    than HTTP 4xx are retried ``retries`` times with a short backoff.  A file
+    lock makes a second process wait for the first and then find the file done.
     """
-    from filelock import FileLock
+    from filelock import FileLock, Timeout
 
     dest = Path(dest)
+    _check_writable(dest.parent)
+    lock = FileLock(str(dest) + ".lock")
     try:
-        lock = FileLock(str(dest) + ".lock")
-        lock.acquire(timeout=3600)
-    except OSError as err:
-        raise UserError(f"cannot write to {str(dest.parent)!r} ({err.strerror or err}); set TEXTSLEEP_CACHE to a writable folder") from None
+        lock.acquire(timeout=_LOCK_WAIT_S)
+    except Timeout:
+        raise UserError(f"{dest} has been locked by another download for {_LOCK_WAIT_S:.0f} s; if none is running, delete {lock.lock_file}") from None
     try:
         if dest.is_file():  # another process finished it while we waited
             return dest
-        attempt = 0
-        while True:
+        failure = ""
+        for attempt in range(retries + 1):
+            if attempt:
+                time.sleep(_BACKOFF_S * attempt)
             try:
                 _transfer(url, dest, progress=progress, timeout=timeout)
-                break
+                return dest
             except urllib.error.HTTPError as err:
-                if err.code < 500 or attempt >= retries:
-                    raise UserError(f"download of {url} failed: HTTP {err.code} {err.reason}; {_how_to_supply(dest.parent.name)}") from None
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, _ShortRead) as err:
-                if attempt >= retries:
-                    reason = getattr(err, "reason", err)
-                    raise UserError(
-                        f"cannot download {url} ({reason}); nothing usable in {dest.parent}; {_how_to_supply(dest.parent.name)}"
-                    ) from None
-            attempt += 1
-            time.sleep(0.5 * attempt)
-        _record_sha(dest)
-        return dest
+                failure = f"HTTP {err.code} {err.reason}"
+                if err.code < 500:  # a 4xx answer will not change on retry
+                    raise _SourceError(f"download of {url} failed: {failure}; {_how_to_supply(dest)}") from None
+            except _Transient as err:
+                failure = str(err)
+        part = _part(dest)
+        kept = f"the partial file {part} is kept and the next run resumes it; " if part.is_file() and part.stat().st_size else ""
+        raise _SourceError(f"cannot download {url} ({failure}; {retries + 1} tries); {dest} is not in the cache; {kept}{_how_to_supply(dest)}")
     finally:
         lock.release()
 
 
-class _ShortRead(Exception):
-    pass
+def _part(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
 
 
 def _transfer(url: str, dest: Path, *, progress: bool, timeout: float) -> None:
-    part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "textsleep", **({"Range": f"bytes={have}-"} if have else {})})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        if have and response.status != 206:  # the server ignored Range: start again
-            have = 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
-        bar = _bar(total, have, dest.name) if progress else None
+    """One attempt: stream (or resume) into ``dest.part``, check the size, then publish it as ``dest``."""
+    part = _part(dest)
+    have = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": "textsleep", **({"Range": f"bytes={have}-"} if have else {})}
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # the .part cannot be resumed (stale, or already whole): start again
+            part.unlink()
+            return _transfer(url, dest, progress=progress, timeout=timeout)
+        raise
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise _Transient(str(getattr(err, "reason", err))) from None
+    with response:
+        start, total = _resume_point(response, have)
+        if start != have and start != 0:
+            part.unlink()
+            raise _Transient(f"the server answered the resume request with bytes from {start}, not {have}")
+        hasher = hashlib.sha256()
+        if start:
+            _hash_into(hasher, part)
+        bar = _bar(total, start, dest.name) if progress else None
         try:
-            with open(part, "ab" if have else "wb") as out:
-                while chunk := response.read(_CHUNK):
+            with open(part, "ab" if start else "wb") as out:
+                for chunk in _chunks(response):
                     out.write(chunk)
+                    hasher.update(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
         except OSError as err:
-            if isinstance(err, (socket.timeout, TimeoutError, ConnectionError)):
-                raise
-            raise UserError(f"writing {part} failed ({err.strerror or err}); the partial file is kept and the download resumes next time") from None
+            raise UserError(
+                f"writing {part} failed ({err.strerror or err}); free some space or set TEXTSLEEP_CACHE to another folder; "
+                "the partial file is kept and the next run resumes it"
+            ) from None
         finally:
             if bar is not None:
                 bar.close()
     size = part.stat().st_size
     if total is not None and size != total:
-        raise _ShortRead(f"got {size} of {total} bytes")
+        if size > total:
+            part.unlink()  # it cannot be the right file: never resume from it
+        raise _Transient(f"the transfer stopped after {size} of {total} bytes")
+    _finish(part, dest, hasher.hexdigest())
+
+
+def _resume_point(response: http.client.HTTPResponse, have: int) -> tuple[int, int | None]:
+    """Where the body starts in the file, and the whole file's size if the server said."""
+    length = response.headers.get("Content-Length")
+    if response.status == 206:
+        match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+        start = int(match.group(1)) if match else have
+        if match and match.group(2) != "*":
+            return start, int(match.group(2))
+        return start, start + int(length) if length is not None else None
+    return 0, int(length) if length is not None else None  # 200: the server ignored Range
+
+
+def _chunks(response: http.client.HTTPResponse):
+    """The body in chunks; network failures become :class:`_Transient` (so they are not taken for write errors)."""
+    while True:
+        try:
+            chunk = response.read(_CHUNK)
+        except (OSError, http.client.HTTPException) as err:
+            raise _Transient(f"the connection broke: {err.__class__.__name__}: {err}") from None
+        if not chunk:
+            return
+        yield chunk
+
+
+def _finish(part: Path, dest: Path, sha256: str) -> None:
+    """Record the hash, then publish the file: a complete file always has its record."""
+    record = Path(str(dest) + ".sha256")
+    tmp = record.with_name(record.name + ".part")
+    tmp.write_text(sha256 + "\n")
+    os.replace(tmp, record)
     os.replace(part, dest)
 
 
 def _bar(total: int | None, initial: int, name: str):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr, dynamic_ncols=True)
 
 
 # --------------------------------------------------------------------------------------------- verification
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _hash_into(hasher, path: Path) -> None:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _record_sha(path: Path) -> None:
-    Path(str(path) + ".sha256").write_text(_sha256(path) + "\n")
+            hasher.update(chunk)
 
 
 def verify(path: Path, refetch: str | None = None) -> None:
-    """Compare a file with the SHA-256 recorded when it was downloaded (files without a record pass)."""
+    """Recompute a file's SHA-256 and compare it with the one recorded at download (files without a record pass).
+
+    ``refetch`` is the command to put in the error message.
+    """
+    path = Path(path)
     record = Path(str(path) + ".sha256")
     if not record.is_file():
         return
-    if _sha256(path) != record.read_text().strip():
+    hasher = hashlib.sha256()
+    _hash_into(hasher, path)
+    if hasher.hexdigest() != record.read_text().strip():
         how = f"fetch it again with `{refetch}`" if refetch else f"delete {path} to fetch it again"
         raise UserError(f"{path} is corrupted (its SHA-256 differs from the one recorded at download); {how}")
 
 
 def is_cached(name: str) -> bool:
+    """Whether a shortcut's folder in the cache holds both files (not verified: that reads the whole file)."""
     folder = cache_root() / "biggan" / name
     return all((folder / f).is_file() for f in FILES)
 
 
 def cached_models() -> list[dict]:
+    """``{"name", "path", "size"}`` (size in bytes) for every complete BigGAN folder in the cache."""
+    root = cache_root() / "biggan"
+    if not root.is_dir():
+        return []
     found = []
-    for name in BIGGAN_SHORTCUTS:
-        folder = cache_root() / "biggan" / name
-        if is_cached(name):
-            found.append({"name": name, "path": str(folder), "size": sum((folder / f).stat().st_size for f in FILES)})
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if all((folder / f).is_file() for f in FILES):
+            found.append({"name": folder.name, "path": str(folder), "size": sum((folder / f).stat().st_size for f in FILES)})
     return found

@@ -40,6 +40,9 @@ def cli_errors(func: Callable) -> Callable:
             except FileNotFoundError as err:
                 echo_err(f"error: {err.filename or err}: no such file or folder")
                 raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                echo_err("\ninterrupted")
+                raise typer.Exit(130) from None
 
     return wrapper
 
