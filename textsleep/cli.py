@@ -34,6 +34,21 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"textsleep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Text to image with BigGAN guided by CLIP.  textsleep "upside down tree" is short for textsleep dream "…"."""
+
+
 def _register() -> None:
     from importlib import import_module
 
