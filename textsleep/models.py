@@ -71,9 +71,9 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
         if device.type == "cpu":
             raise UserError("--precision fp16 is not supported on the CPU; use auto, bf16 or fp32")
         return torch.float16
-    # auto
+    # auto: bf16 keeps fp32's range, so it is safe for BigGAN's batch norms; fp16 stays opt-in
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     if device.type == "cpu" and _cpu_has_fast_bf16():
         return torch.bfloat16
     return torch.float32
