@@ -1,0 +1,521 @@
+"""Walks through BigGAN-deep's latent space: grids, morphs, breeds, hallucinations, zooms, sweeps, loops, inversion.
+
+Every function takes a BigGAN (and, for :func:`invert`, a CLIP) and returns
+pictures as tensors in [0, 1], (N, 3, H, W) on the CPU; nothing here prints or
+writes files.  Animations are generators of frame batches rendered ``batch``
+at a time, so memory stays flat however many frames are asked for.
+
+Conventions:
+
+* a *point* (:class:`Point`) is one picture's condition: a latent ``z`` and a
+  class vector for each of BigGAN's inputs (L of them, see
+  :func:`textsleep.render.num_latents`) and the truncation it is rendered at;
+* a class point has one truncated-normal ``z`` (±2, scaled by the truncation)
+  drawn from its seed and shared by all L inputs, and a one-hot class vector;
+* ``seed`` always seeds a fresh ``torch.Generator``, so the same arguments
+  give the same pictures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import UserError
+from .latents import topk_classes, truncated_normal
+from .render import num_latents, render
+
+__all__ = [
+    "Point",
+    "SPACES",
+    "MODES",
+    "unit_latents",
+    "one_hot",
+    "class_point",
+    "run_point",
+    "slerp",
+    "mix",
+    "interpolation_weights",
+    "render_points",
+    "sample_grid",
+    "interpolate",
+    "check_truncation",
+    "check_ratio",
+    "check_levels",
+    "breed",
+    "hallucinate_latents",
+    "hallucinate",
+    "zoom_latents",
+    "zoom",
+    "check_values",
+    "truncation_sweep",
+    "loop_latents",
+    "loop",
+    "pixel_loss",
+    "load_photo",
+    "invert",
+]
+
+Z_DIM, NUM_CLASSES = 128, 1000
+SPACES = ("both", "class", "latent")  # what an interpolation moves
+MODES = ("linear", "slerp")  # how it moves the latents
+_LATENTS_TO_SIZE = {11: 128, 13: 256, 15: 512}  # BigGAN-deep's inputs per output size
+
+
+# ---------------------------------------------------------------------------------------------- points
+@dataclass(frozen=True)
+class Point:
+    """One picture's condition: ``z`` (L, 128), class vectors (L, 1000), truncation, and how it was made."""
+
+    z: torch.Tensor
+    classes: torch.Tensor
+    truncation: float
+    recipe: dict = field(default_factory=dict)
+
+
+def check_truncation(value: float, name: str = "--truncation") -> float:
+    """A truncation must be in (0, 1]."""
+    if not 0 < value <= 1:
+        raise UserError(f"{name} {value!r}: must be in (0, 1]")
+    return float(value)
+
+
+def unit_latents(n: int, seed: int) -> torch.Tensor:
+    """``n`` truncated-normal latents (n, 128) within ±2 from ``seed``.
+
+    Rows are drawn one after another, so row i is the same whatever ``n``
+    (one draw of the whole block would depend on its size).
+    """
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([truncated_normal((1, Z_DIM), g) for _ in range(n)])
+
+
+def one_hot(index: int, num_latents: int) -> torch.Tensor:
+    """Class vectors (L, 1000) that pick out one class at every input."""
+    vec = torch.zeros(num_latents, NUM_CLASSES)
+    vec[:, index] = 1.0
+    return vec
+
+
+def class_point(biggan, index: int, seed: int, truncation: float) -> Point:
+    """A class with the seed's latent (scaled by the truncation) at every input."""
+    check_truncation(truncation)
+    n = num_latents(biggan)
+    z = (unit_latents(1, seed) * truncation).expand(n, Z_DIM).clone()
+    return Point(z, one_hot(index, n), truncation, {"class": index, "seed": seed, "truncation": truncation})
+
+
+def run_point(biggan, saved: dict, source: str) -> Point:
+    """A finished dream's averaged latents (from :func:`textsleep.starts.load_latents`) as a point.
+
+    A run made with another BigGAN size has another number of inputs: that is a
+    UserError that says which size made it.
+    """
+    z, logits = saved.get("z"), saved.get("logits")
+    if not isinstance(z, torch.Tensor) or not isinstance(logits, torch.Tensor) or z.dim() != 2 or z.shape[-1] != Z_DIM:
+        raise UserError(f"{source!r}: its latents.pt holds no (L, 128) latents and class logits; is it a textsleep run folder?")
+    want = num_latents(biggan)
+    if z.shape[0] != want:
+        made = saved.get("biggan") or f"biggan-deep-{_LATENTS_TO_SIZE.get(z.shape[0], '?')}"
+        size = _LATENTS_TO_SIZE.get(z.shape[0])
+        hint = f"use --size {size}" if size else "use the BigGAN it was made with"
+        raise UserError(
+            f"{source!r} was made with {made} ({z.shape[0]} latents), but this BigGAN takes {want} "
+            f"(biggan-deep-{_LATENTS_TO_SIZE.get(want, '?')}); runs of different sizes cannot be mixed: {hint}"
+        )
+    max_classes = saved.get("max_classes")
+    classes = topk_classes(logits.float(), max_classes, saved.get("class_temperature", 2.0)) if max_classes else torch.sigmoid(logits.float())
+    truncation = check_truncation(float(saved.get("truncation", 1.0)), f"{source!r}: truncation")
+    recipe = {"run": source, "seed": saved.get("seed"), "truncation": truncation, "biggan": saved.get("biggan")}
+    return Point(z.float(), classes, truncation, recipe)
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def _device(biggan) -> torch.device:
+    return next(biggan.parameters()).device
+
+
+@torch.inference_mode()
+def _render(biggan, z: torch.Tensor, classes: torch.Tensor, truncation: float, batch: int) -> Iterator[torch.Tensor]:
+    """Render (N, L, 128) × (N, L, 1000) at one truncation, ``batch`` pictures at a time, onto the CPU."""
+    device = _device(biggan)
+    for i in range(0, z.shape[0], batch):
+        yield render(biggan, z[i : i + batch].to(device), classes[i : i + batch].to(device), truncation).cpu()
+
+
+def render_points(biggan, points: Sequence[Point], batch: int = 8) -> Iterator[torch.Tensor]:
+    """Render points in order, ``batch`` at a time (points in a batch share one truncation)."""
+    _check_batch(batch)
+    i = 0
+    while i < len(points):
+        j = i + 1
+        while j < len(points) and j - i < batch and points[j].truncation == points[i].truncation:
+            j += 1
+        chunk = points[i:j]
+        z = torch.stack([p.z for p in chunk])
+        classes = torch.stack([p.classes for p in chunk])
+        yield from _render(biggan, z, classes, chunk[0].truncation, batch)
+        i = j
+
+
+def _check_batch(batch: int) -> None:
+    if batch < 1:
+        raise UserError(f"--batch {batch}: must be a whole number >= 1")
+
+
+def _all(frames: Iterator[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(list(frames))
+
+
+# ---------------------------------------------------------------------------------------------- sample
+def sample_grid(biggan, classes: Sequence[int], n: int, seed: int, truncation: float, batch: int = 8) -> torch.Tensor:
+    """``n`` samples of each class, (len(classes)·n, 3, H, W), row by row (one row per class).
+
+    Column j uses the seed's j-th latent for every class (as the BigGAN notebook
+    does), so a column shows the same latent under different classes.
+    """
+    check_truncation(truncation)
+    if n < 1:
+        raise UserError(f"--n {n}: must be a whole number >= 1")
+    if not classes:
+        raise UserError("no class given; name at least one (an index 0..999, a name, or '971) bubble')")
+    L = num_latents(biggan)
+    unit = unit_latents(n, seed)
+    z = (unit * truncation)[:, None].expand(n, L, Z_DIM).repeat(len(classes), 1, 1)
+    vecs = torch.stack([one_hot(c, L) for c in classes]).repeat_interleave(n, dim=0)
+    return _all(_render(biggan, z, vecs, truncation, batch))
+
+
+# ---------------------------------------------------------------------------------------------- interpolate
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation along the last dimension; exact ``a`` at t=0 and ``b`` at t=1.
+
+    ``t`` broadcasts against ``a`` and ``b`` without their last dimension;
+    (nearly) parallel vectors fall back to linear interpolation.
+    """
+    t = t[..., None]
+    cos = (torch.nn.functional.normalize(a, dim=-1) * torch.nn.functional.normalize(b, dim=-1)).sum(-1, keepdim=True)
+    omega = torch.arccos(cos.clamp(-1, 1))
+    so = torch.sin(omega)
+    safe = so.abs() > 1e-6
+    so_ = torch.where(safe, so, torch.ones_like(so))
+    spherical = torch.sin((1 - t) * omega) / so_ * a + torch.sin(t * omega) / so_ * b
+    return torch.where(safe, spherical, (1 - t) * a + t * b)
+
+
+def _lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    t = t.view(-1, *([1] * (a.dim() - 1)))
+    return (1 - t) * a + t * b  # exact a at 0 and b at 1
+
+
+def mix(a: Point, b: Point, t: torch.Tensor, mode: str = "linear", space: str = "both") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Conditions between two points at weights ``t`` (N,): z (N, L, 128), classes (N, L, 1000), truncations (N,).
+
+    ``space`` says what moves: ``both``, only the ``class`` vectors (z stays
+    A's) or only the ``latent`` (classes stay A's).  ``mode`` moves z in a
+    straight line or along the sphere (slerp); class vectors always move in a
+    straight line, so they stay a mixture that sums as the endpoints do.
+    The truncation moves linearly when the endpoints differ.
+    """
+    if mode not in MODES:
+        raise UserError(f"--mode {mode!r}: allowed are {', '.join(MODES)}")
+    if space not in SPACES:
+        raise UserError(f"--space {space!r}: allowed are {', '.join(SPACES)}")
+    t = t.float()
+    n = t.shape[0]
+    za, zb = a.z.expand(n, *a.z.shape), b.z.expand(n, *b.z.shape)
+    ca, cb = a.classes.expand(n, *a.classes.shape), b.classes.expand(n, *b.classes.shape)
+    if space == "class":
+        z = za.clone()
+    elif mode == "slerp":
+        z = slerp(za, zb, t[:, None].expand(n, a.z.shape[0]))
+    else:
+        z = _lerp(za, zb, t)
+    classes = ca.clone() if space == "latent" else _lerp(ca, cb, t)
+    if a.truncation == b.truncation:  # exactly, so that frames batch together under one truncation
+        truncations = torch.full((n,), a.truncation, dtype=torch.float64)
+    else:
+        truncations = (1 - t.double()) * a.truncation + t.double() * b.truncation
+    return z, classes, truncations
+
+
+def interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
+    """Weights 0 … 1 over ``frames`` frames (first A, last B); ``loop`` adds the way back, without repeating A or B.
+
+    With ``loop`` there are 2·frames − 2 frames and the animation repeats seamlessly.
+    """
+    if frames < 2:
+        raise UserError(f"--frames {frames}: an interpolation needs at least 2 frames (A and B)")
+    t = torch.linspace(0, 1, frames)
+    return torch.cat([t, t.flip(0)[1:-1]]) if loop else t
+
+
+def interpolate(
+    biggan, a: Point, b: Point, frames: int, *, mode: str = "linear", space: str = "both", loop: bool = False, batch: int = 8
+) -> Iterator[torch.Tensor]:
+    """Frames from A to B (and back with ``loop``), yielded ``batch`` at a time.
+
+    Only one batch of conditions and pictures is in memory at once.
+    """
+    _check_batch(batch)
+    weights = interpolation_weights(frames, loop)
+    mix(a, b, weights[:1], mode, space)  # check the options before the first frame
+    for i in range(0, len(weights), batch):
+        z, classes, truncs = mix(a, b, weights[i : i + batch], mode, space)
+        points = [Point(z[k], classes[k], float(truncs[k])) for k in range(z.shape[0])]
+        yield from render_points(biggan, points, batch)
+
+
+# ---------------------------------------------------------------------------------------------- breed
+def check_ratio(ratio: float) -> float:
+    """A breeding ratio must be in [0, 1]."""
+    if not 0 <= ratio <= 1:
+        raise UserError(f"--ratio {ratio!r}: must be between 0 and 1 (1 is all A, 0 all B)")
+    return float(ratio)
+
+
+def breed(biggan, a: int, b: int, ratios: Sequence[float], seeds: Sequence[int], truncation: float, batch: int = 8) -> torch.Tensor:
+    """Children of classes A and B: y = r·y_A + (1 − r)·y_B with the same z; one row per seed, one column per ratio."""
+    check_truncation(truncation)
+    if not ratios:
+        raise UserError("no --ratio given; give one or more numbers between 0 and 1")
+    for r in ratios:
+        check_ratio(r)
+    L = num_latents(biggan)
+    ya, yb = one_hot(a, L), one_hot(b, L)
+    r = torch.tensor([float(x) for x in ratios])
+    children = r[:, None, None] * ya + (1 - r[:, None, None]) * yb  # (R, L, 1000)
+    z = torch.cat([(unit_latents(1, s) * truncation).expand(len(ratios), L, Z_DIM) for s in seeds])
+    return _all(_render(biggan, z, children.repeat(len(seeds), 1, 1), truncation, batch))
+
+
+# ---------------------------------------------------------------------------------------------- hallucinate
+def hallucinate_latents(z: torch.Tensor, n: int, truncation: float, keep: float = 0.5) -> torch.Tensor:
+    """``n`` variations (n, 128) of one latent (128,) that keep its values near zero and vary the rest.
+
+    Values with ``|z| < keep·truncation`` (the ones that settle the dominant
+    object, per the BigGAN experiments) stay as they are; every other value
+    becomes ``2·truncation·sin(z/truncation + φ_k)`` with phases φ_k = 2πk/n,
+    k = 1…n, which stays within the truncation's ±2t range.
+    """
+    if n < 1:
+        raise UserError(f"--n {n}: must be a whole number >= 1")
+    if not 0 <= keep <= 2:
+        raise UserError(f"--keep {keep!r}: must be between 0 and 2 (a fraction of ±2·truncation)")
+    phases = 2 * math.pi * torch.arange(1, n + 1, dtype=torch.float32)[:, None] / n
+    varied = 2 * truncation * torch.sin(z[None] / truncation + phases)
+    return torch.where(z.abs() < keep * truncation, z[None].expand(n, -1), varied)
+
+
+def hallucinate(biggan, index: int, seed: int, n: int, truncation: float, keep: float = 0.5, batch: int = 8) -> torch.Tensor:
+    """The class's picture for the seed followed by ``n`` background hallucinations of it: (n + 1, 3, H, W)."""
+    check_truncation(truncation)
+    z0 = unit_latents(1, seed)[0] * truncation
+    zs = torch.cat([z0[None], hallucinate_latents(z0, n, truncation, keep)])
+    return _same_class(biggan, zs, index, truncation, batch)
+
+
+def _same_class(biggan, zs: torch.Tensor, index: int, truncation: float, batch: int) -> torch.Tensor:
+    """Render latents (N, 128) of one class, each shared by all inputs."""
+    L = num_latents(biggan)
+    z = zs[:, None].expand(zs.shape[0], L, Z_DIM)
+    classes = one_hot(index, L).expand(zs.shape[0], L, NUM_CLASSES)
+    return _all(_render(biggan, z, classes, truncation, batch))
+
+
+# ---------------------------------------------------------------------------------------------- zoom
+def check_levels(levels: Sequence[float]) -> None:
+    """Zoom levels: at least one, each > 0."""
+    if not levels:
+        raise UserError("no --levels given; give positive numbers such as 0.2,0.4,0.8")
+    for a in levels:
+        if not a > 0:
+            raise UserError(f"--levels {a!r}: every level must be > 0")
+
+
+def zoom_latents(z: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
+    """Natural zoom: z → −a·z/|z| (element-wise, i.e. −a·sign(z)) for each level a: (len(levels), 128).
+
+    Every value gets magnitude ``a`` and the opposite sign of ``z``'s; growing
+    ``a`` walks outwards along that diagonal, which BigGAN renders as a zoom.
+    """
+    check_levels(levels)
+    a = torch.tensor([float(x) for x in levels])[:, None]
+    sign = torch.where(z >= 0, 1.0, -1.0)  # z/|z|, with 0 counted as positive
+    return -a * sign[None]
+
+
+def zoom(biggan, index: int, seed: int, levels: Sequence[float], truncation: float, batch: int = 8) -> torch.Tensor:
+    """The class's picture for the seed zoomed at each level: (len(levels), 3, H, W)."""
+    check_truncation(truncation)
+    z0 = unit_latents(1, seed)[0] * truncation
+    return _same_class(biggan, zoom_latents(z0, levels), index, truncation, batch)
+
+
+# ---------------------------------------------------------------------------------------------- truncation sweep
+def check_values(values: Sequence[float]) -> None:
+    """Truncation-sweep values: at least one, each in (0, 1]."""
+    if not values:
+        raise UserError("no --values given; give truncations in (0, 1] such as 0.1,0.4,0.7,1.0")
+    for v in values:
+        check_truncation(v, "--values")
+
+
+def truncation_sweep(
+    biggan, classes: Sequence[int], values: Sequence[float], seed: int, n: int = 1, fresh: bool = False, batch: int = 8
+) -> torch.Tensor:
+    """A grid: one row per (class, sample), one column per truncation value; (rows·cols, 3, H, W) row by row.
+
+    Row r uses latent ``seed``'s r-th sample in every column (scaled by that
+    column's truncation), so a row shows one picture under more or less
+    truncation; ``fresh`` draws a new latent for every cell instead.
+    """
+    check_values(values)
+    if n < 1:
+        raise UserError(f"--n {n}: must be a whole number >= 1")
+    L = num_latents(biggan)
+    rows = [(c, k) for c in classes for k in range(n)]
+    cols = len(values)
+    units = unit_latents(len(rows) * (cols if fresh else 1), seed)
+    cells = torch.empty(len(rows), cols, 3, biggan.config.output_dim, biggan.config.output_dim)
+    for j, value in enumerate(values):  # one truncation per column: render a column at a time
+        picks = [r * cols + j if fresh else r for r in range(len(rows))]
+        z = (units[picks] * value)[:, None].expand(len(rows), L, Z_DIM)
+        vecs = torch.stack([one_hot(c, L) for c, _ in rows])
+        start = 0
+        for images in _render(biggan, z, vecs, float(value), batch):
+            cells[start : start + images.shape[0], j] = images
+            start += images.shape[0]
+    return cells.flatten(0, 1)
+
+
+# ---------------------------------------------------------------------------------------------- loop
+def loop_latents(z0: torch.Tensor, z1: torch.Tensor, frames: int, truncation: float) -> torch.Tensor:
+    """A seamless loop z(t) = z0·cos t + z1·sin t for t = 2πk/frames, k = 0…frames−1, kept within ±2·truncation."""
+    if frames < 2:
+        raise UserError(f"frames {frames}: a loop needs at least 2 frames (use more --seconds or a higher --fps)")
+    t = 2 * math.pi * torch.arange(frames, dtype=torch.float32)[:, None] / frames
+    bound = 2 * truncation
+    return (z0 * torch.cos(t) + z1 * torch.sin(t)).clamp(-bound, bound)
+
+
+def loop(biggan, index: int, seed: int, frames: int, truncation: float, batch: int = 8) -> Iterator[torch.Tensor]:
+    """Frames of a seamless latent loop of one class (the frame after the last is the first), ``batch`` at a time."""
+    check_truncation(truncation)
+    _check_batch(batch)
+    z0, z1 = unit_latents(2, seed) * truncation
+    zs = loop_latents(z0, z1, frames, truncation)  # (frames, 128): small, only the pictures are streamed
+    L = num_latents(biggan)
+    vec = one_hot(index, L)
+    for i in range(0, frames, batch):
+        chunk = zs[i : i + batch]
+        yield from _render(biggan, chunk[:, None].expand(chunk.shape[0], L, Z_DIM), vec.expand(chunk.shape[0], L, NUM_CLASSES), truncation, batch)
+
+
+# ---------------------------------------------------------------------------------------------- invert
+def load_photo(path: str, size: int) -> torch.Tensor:
+    """A photo's centre square at ``size``×``size``: (1, 3, size, size) in [0, 1]."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            image = im.convert("RGB")
+    except FileNotFoundError:
+        raise UserError(f"photo {str(path)!r}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise UserError(f"photo {str(path)!r}: not an image PIL can read ({err.__class__.__name__}); give a PNG, JPEG or WebP") from None
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def pixel_loss(images: torch.Tensor, target: torch.Tensor, size: int = 32) -> torch.Tensor:
+    """Mean squared difference of the pictures and the target, both shrunk to ``size`` px (area average): (B,)."""
+    import torch.nn.functional as F
+
+    small = F.adaptive_avg_pool2d(images.float(), size)
+    goal = F.adaptive_avg_pool2d(target.float().to(images.device), size)
+    return (small - goal).pow(2).mean(dim=(1, 2, 3))
+
+
+def invert(
+    biggan,
+    clip,
+    target: torch.Tensor,
+    *,
+    seed: int = 0,
+    truncation: float = 1.0,
+    lr: float = 0.07,
+    cutouts: int = 32,
+    augment: str = "light",
+    pixel_weight: float = 500.0,
+    pixel_size: int = 32,
+    candidates: int = 1,
+    ema_decay: float = 0.99,
+) -> tuple:
+    """A :class:`textsleep.dream.Dream` whose steps pull BigGAN's render towards ``target`` (1, 3, H, W).
+
+    The loss is the dream's own (CLIP similarity of random cutouts, here to the
+    target's CLIP embedding, plus its latent and class regularisers) plus
+    ``pixel_weight`` × :func:`pixel_loss` at ``pixel_size`` px.  With
+    ``candidates`` K > 1 it starts from the best (lowest pixel loss) of K random
+    starts, each with one of the K classes whose names CLIP finds closest to the
+    target.  Returns the dream and a record of its start; drive it with
+    ``dream.steps(n)``; ``dream.render()`` and ``dream.ema`` give the result.
+    """
+    import torch.nn.functional as F
+
+    from .dream import Dream, Judge
+
+    check_truncation(truncation)
+    if target.dim() != 4 or target.shape[:2] != (1, 3):
+        raise ValueError(f"target must be (1, 3, H, W), got {tuple(target.shape)}")
+    if pixel_weight < 0:
+        raise UserError(f"--pixel-weight {pixel_weight!r}: must be >= 0")
+    if candidates < 1:
+        raise UserError(f"--candidates {candidates}: must be a whole number >= 1")
+    size = biggan.config.output_dim
+    goal = F.interpolate(target.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    with torch.inference_mode():
+        view = F.interpolate(target.float(), size=clip.image_size, mode="bilinear", antialias=True, align_corners=False)
+        embed = clip.encode_image(view.to(clip.device)).float()
+    judge = Judge(clip, embed.clone(), torch.ones(1, device=clip.device))
+    device = _device(biggan)
+    goal = goal.to(device)
+    dream = Dream(
+        biggan,
+        [judge],
+        seeds=[seed],
+        lr=lr,
+        cutouts=cutouts,
+        augment=augment,
+        truncation=truncation,
+        ema_decay=ema_decay,
+        extra_loss=lambda images: pixel_weight * pixel_loss(images, goal, pixel_size),
+    )
+    start = _best_start(dream, goal, candidates, seed, truncation, pixel_size) if candidates > 1 else {"seed": seed}
+    return dream, start
+
+
+def _best_start(dream, goal: torch.Tensor, k: int, seed: int, truncation: float, pixel_size: int) -> dict:
+    """Start ``dream`` from the best of ``k`` one-class starts (by pixel loss); returns how it chose."""
+    from .imagenet import class_names
+    from .starts import best_of_k, rank_classes
+
+    classes = rank_classes(dream.judges[0], class_names(), top=k)
+    start = best_of_k(
+        lambda z, logits: render(dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), truncation),
+        lambda images: -pixel_loss(images, goal, pixel_size).cpu(),
+        k=k,
+        num_latents=num_latents(dream.biggan),
+        seed=seed,
+        truncation=truncation,
+        classes=classes,
+    )
+    dream.start_from(start.z[None], start.logits[None])
+    return {"seed": seed, **start.record}
