@@ -2,7 +2,19 @@ import torch
 
 from textsleep.cutouts import Cutouts
 from textsleep.models import random_biggan
-from textsleep.render import num_latents, render
+from textsleep.render import affine_relu, num_latents, render
+
+
+def _with_random_statistics(biggan):
+    """Give every batch norm distinct stored statistics, so the truncation matters as it does in real weights."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, buf in biggan.named_buffers():
+            if name.endswith("running_means"):
+                buf.copy_(torch.randn(buf.shape, generator=g) * 0.1)
+            elif name.endswith("running_vars"):
+                buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+    return biggan
 
 
 def test_render_shape_range_and_one_condition_per_block():
@@ -31,6 +43,33 @@ def test_render_matches_the_package_forward_when_all_conditions_agree():
     ours = render(biggan, z[:, None].expand(1, n, 128), y[:, None].expand(1, n, 1000), 0.7)
     theirs = (biggan(z, y, 0.7) + 1) / 2
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_render_gradients_match_the_package_forward():
+    # the fused batch-norm + ReLU and the 3-channel colour convolution compute what the package's modules compute
+    biggan = _with_random_statistics(random_biggan(128, channel_width=4))
+    n = num_latents(biggan)
+    g = torch.Generator().manual_seed(2)
+    z = (torch.randn(2, 128, generator=g) * 0.7).requires_grad_()
+    y = (torch.rand(2, 1000, generator=g) * 0.05).requires_grad_()
+    weights = torch.rand(2, 3, 128, 128, generator=g)
+    ours = render(biggan, z[:, None].expand(2, n, 128), y[:, None].expand(2, n, 1000), 0.614)
+    theirs = (biggan(z, y, 0.614) + 1) / 2
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    grads_ours = torch.autograd.grad((ours * weights).sum(), [z, y])
+    grads_theirs = torch.autograd.grad((theirs * weights).sum(), [z, y])
+    for a, b in zip(grads_ours, grads_theirs):
+        assert a.abs().max() > 0
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+
+
+def test_affine_relu_gradients():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(2, 3, 1, 1, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(1, 3, 1, 1, generator=g, dtype=torch.float64, requires_grad=True)  # shared by the batch
+    assert torch.equal(affine_relu(x, a, b), torch.relu(x * a + b))
+    assert torch.autograd.gradcheck(affine_relu, (x, a, b))
 
 
 def test_cutouts_shape_order_and_reproducibility():
