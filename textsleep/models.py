@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .fastclip import block_options, speed_up
 
 __all__ = [
     "Clip",
@@ -218,7 +219,7 @@ def random_clip(name: str = "ViT-B-32", seed: int = 0) -> Clip:
 
     name = _clip_name(name)
     torch.manual_seed(seed)
-    model = open_clip.create_model(name, pretrained=None, **_fast_blocks(name))
+    model = open_clip.create_model(name, pretrained=None, **block_options(name))
     return _clip(name, "random", model)
 
 
@@ -242,70 +243,17 @@ def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") ->
         tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
         source = _cached_clip_file(tag_cfg) or _ensure_hub_reachable(name, pretrained) or pretrained
     try:
-        model = open_clip.create_model(name, pretrained=source, force_quick_gelu=quick_gelu, device=device, **_fast_blocks(name))
+        model = open_clip.create_model(name, pretrained=source, force_quick_gelu=quick_gelu, device=device, **block_options(name))
     except (RuntimeError, OSError, ValueError, KeyError) as err:
         raise UserError(f"could not load CLIP {name} weights {pretrained!r}: {_one_line(err)}") from None
     return _clip(name, pretrained, model, tag_cfg)
-
-
-def _fast_blocks(name: str) -> dict:
-    """Ask open_clip for its batch-first attention blocks in the image tower.
-
-    They hold the same weights under the same names as the default blocks, but
-    the default ones transpose to sequence-first for ``nn.MultiheadAttention``,
-    whose input projection then runs as a batched matmul over copies of the
-    weight when gradients flow to the input: 2.5× slower on the CPU for us.
-    """
-    import open_clip
-
-    vision = dict((open_clip.get_model_config(name) or {}).get("vision_cfg") or {})
-    if not vision or "timm_model_name" in vision or vision.get("block_type"):
-        return {}
-    return {"vision_cfg": {**vision, "block_type": "custom"}}
-
-
-class _PatchEmbed(torch.nn.Module):
-    """A ViT's patch convolution (kernel = stride, no padding) computed as one matmul.
-
-    Same weights, same result; its backward to the input is ~7× faster than the
-    convolution's on the CPU.
-    """
-
-    def __init__(self, conv: torch.nn.Conv2d) -> None:
-        super().__init__()
-        self.patch = conv.kernel_size[0]
-        self.weight = conv.weight
-        self.bias = conv.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from einops import rearrange
-
-        p = self.patch
-        patches = rearrange(x, "b c (h p) (w q) -> b h w (c p q)", p=p, q=p)
-        out = patches @ self.weight.flatten(1).t()
-        if self.bias is not None:
-            out = out + self.bias
-        return rearrange(out, "b h w d -> b d h w")
-
-
-def _use_patch_matmul(model) -> None:
-    conv = getattr(model.visual, "conv1", None)
-    if (
-        isinstance(conv, torch.nn.Conv2d)
-        and conv.kernel_size == conv.stride
-        and conv.kernel_size[0] == conv.kernel_size[1]
-        and conv.padding in ((0, 0), "valid")
-        and conv.dilation == (1, 1)
-        and conv.groups == 1
-    ):
-        model.visual.conv1 = _PatchEmbed(conv)
 
 
 def _clip(name: str, pretrained: str, model, tag_cfg: dict | None = None) -> Clip:
     import open_clip
 
     model.eval().requires_grad_(False)
-    _use_patch_matmul(model)
+    speed_up(model)
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
     tag_cfg = tag_cfg or {}
     size = model.visual.image_size

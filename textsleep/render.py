@@ -42,18 +42,22 @@ class _AffineReLU(torch.autograd.Function):
     """``relu(x * a + b)`` for activations (B, C, H, W) and per-channel (B or 1, C, 1, 1) ``a``, ``b``."""
 
     @staticmethod
-    def forward(ctx, x, a, b):
-        y = (x * a).add_(b).relu_()  # (faster than addcmul, which broadcasts slowly in bf16 on the CPU)
-        ctx.save_for_backward(x, a, y)
+    def forward(ctx, x, a, b, inplace):
+        if inplace:  # x is a scratch tensor nobody else reads, and a, b take no gradient: x is not needed later
+            y = x.mul_(a).add_(b).relu_()
+            ctx.mark_dirty(x)
+            ctx.save_for_backward(None, a, y)
+        else:
+            y = (x * a).add_(b).relu_()  # (faster than addcmul, which broadcasts slowly in bf16 on the CPU)
+            ctx.save_for_backward(x, a, y)
         ctx.a_batch, ctx.b_batch = a.shape[0], b.shape[0]
         return y
 
     @staticmethod
     def backward(ctx, grad):
         x, a, y = ctx.saved_tensors
-        need_x, need_a, need_b = ctx.needs_input_grad
+        need_x, need_a, need_b, _ = ctx.needs_input_grad
         grad = torch.ops.aten.threshold_backward(grad, y, 0)  # grad where y > 0, else 0: one pass
-        dx = grad * a if need_x else None
         da = db = None
         if need_a:
             da = (grad * x).sum(dim=(2, 3), keepdim=True)
@@ -61,12 +65,39 @@ class _AffineReLU(torch.autograd.Function):
         if need_b:
             db = grad.sum(dim=(2, 3), keepdim=True)
             db = db.sum(0, keepdim=True) if ctx.b_batch == 1 and db.shape[0] > 1 else db
-        return dx, da, db
+        dx = grad.mul_(a) if need_x else None  # (grad is our own buffer here: no new allocation)
+        return dx, da, db, None
 
 
-def affine_relu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``relu(x * a + b)`` with ``a`` and ``b`` broadcast over height and width, in two passes."""
-    return _AffineReLU.apply(x, a, b)
+def affine_relu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
+    """``relu(x * a + b)`` with ``a`` and ``b`` broadcast over height and width, in two passes.
+
+    ``inplace=True`` overwrites ``x`` (which must be a temporary that nothing
+    else reads); it is for ``a`` and ``b`` that take no gradient.
+    """
+    if inplace and (a.requires_grad or b.requires_grad) and torch.is_grad_enabled():
+        raise ValueError("affine_relu(inplace=True) needs x for the gradients of a and b; use inplace=False")
+    return _AffineReLU.apply(x, a, b, inplace)
+
+
+class _AddUpsampled(torch.autograd.Function):
+    """``x += nearest_2x(skip)`` in place, without building the upsampled copy of ``skip``."""
+
+    @staticmethod
+    def forward(ctx, x, skip):
+        b, c, h, w = skip.shape
+        x.view(b, c, h, 2, w, 2).add_(skip[:, :, :, None, :, None])
+        ctx.mark_dirty(x)
+        ctx.skip_shape = skip.shape
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        b, c, h, w = ctx.skip_shape
+        dskip = None
+        if ctx.needs_input_grad[1]:
+            dskip = torch.ops.aten.upsample_nearest2d_backward(grad, [2 * h, 2 * w], [b, c, h, w], 2.0, 2.0)
+        return grad, dskip
 
 
 def _statistics(bn, truncation: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +111,7 @@ def _statistics(bn, truncation: float) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, var
 
 
-def _bn_relu(bn, x: torch.Tensor, truncation: float, cond: torch.Tensor | None = None) -> torch.Tensor:
+def _bn_relu(bn, x: torch.Tensor, truncation: float, cond: torch.Tensor | None = None, *, inplace: bool = False) -> torch.Tensor:
     """relu(bn(x)) as one affine map: a = weight / sqrt(var + eps), b = bias - mean · a."""
     mean, var = _statistics(bn, truncation)
     inv_std = torch.rsqrt(var + bn.eps)
@@ -91,7 +122,7 @@ def _bn_relu(bn, x: torch.Tensor, truncation: float, cond: torch.Tensor | None =
     a = weight * inv_std
     b = bias - mean * a
     a, b = (t.to(x.dtype).view(-1, x.shape[1], 1, 1) for t in (a, b))
-    return affine_relu(x, a, b)
+    return affine_relu(x, a, b, inplace=inplace)
 
 
 def _block(block, x: torch.Tensor, cond: torch.Tensor, truncation: float) -> torch.Tensor:
@@ -106,9 +137,10 @@ def _block(block, x: torch.Tensor, cond: torch.Tensor, truncation: float) -> tor
     x = block.conv_3(_bn_relu(block.bn_3, x, truncation, cond))
     if block.drop_channels:
         skip = skip[:, : skip.shape[1] // 2]
+    # x is conv_3's fresh output, read by nothing else: add the skip into it
     if block.up_sample:
-        skip = F.interpolate(skip, scale_factor=2, mode="nearest")
-    return x + skip
+        return _AddUpsampled.apply(x, skip)
+    return x.add_(skip)
 
 
 def render(biggan, z: torch.Tensor, classes: torch.Tensor, truncation: float) -> torch.Tensor:
@@ -127,7 +159,7 @@ def render(biggan, z: torch.Tensor, classes: torch.Tensor, truncation: float) ->
             index += 1
         else:
             x = layer(x)
-    x = _bn_relu(gen.bn, x, truncation)
+    x = _bn_relu(gen.bn, x, truncation, inplace=True)  # (the last block's output is read by nothing else)
     rgb = gen.conv_to_rgb
     x = F.conv2d(x, rgb.weight[:3], None if rgb.bias is None else rgb.bias[:3], rgb.stride, rgb.padding, rgb.dilation)
     return ((torch.tanh(x.float()) + 1) / 2).contiguous()
