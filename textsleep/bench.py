@@ -19,6 +19,7 @@ import torch
 
 from .dream import Dream, Judge
 from .models import random_biggan, random_clip, resolve_device, resolve_dtype
+from .settings import DreamSettings
 
 __all__ = ["BenchResult", "run_bench"]
 
@@ -27,6 +28,7 @@ __all__ = ["BenchResult", "run_bench"]
 class BenchResult:
     size: int
     cutouts: int
+    cutout_batch: int | None
     batch: int
     steps: int
     device: str
@@ -66,6 +68,7 @@ def run_bench(
     precision: str = "auto",
     clip_model: str = "ViT-B-32-quickgelu",
     augment: str = "light",
+    cutout_batch: int | None = DreamSettings.cutout_batch,
 ) -> BenchResult:
     """Time ``steps`` dream steps (plus one warm-up) and return the medians."""
     dev = resolve_device(device)
@@ -75,7 +78,7 @@ def run_bench(
     with torch.inference_mode():
         prompt = clip.encode_text(["upside down tree"])
     judge = Judge(clip, prompt, torch.ones(1))
-    dream = Dream(biggan, [judge], seeds=list(range(batch)), cutouts=cutouts, augment=augment)
+    dream = Dream(biggan, [judge], seeds=list(range(batch)), cutouts=cutouts, augment=augment, cutout_batch=cutout_batch)
     gc.collect()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -95,6 +98,7 @@ def run_bench(
     return BenchResult(
         size=size,
         cutouts=cutouts,
+        cutout_batch=cutout_batch,
         batch=batch,
         steps=steps,
         device=str(dev),

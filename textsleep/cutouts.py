@@ -20,6 +20,7 @@ reproducible and resumable.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,7 @@ from einops import rearrange
 from kornia.geometry.transform import get_perspective_transform
 from kornia.geometry import create_meshgrid
 
-__all__ = ["Cutouts"]
+__all__ = ["Cutouts", "Draw"]
 
 
 class Cutouts:
@@ -85,6 +86,49 @@ class Cutouts:
         scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], device=boxes.device, dtype=boxes.dtype)
         return src * scale - 1
 
+    def draw(self, height: int, width: int, generator: torch.Generator, batch: int = 1) -> "Draw":
+        """Every random choice for ``batch``·count cutouts of pictures of this size, in a fixed order."""
+        n = batch * self.count
+        boxes = self.boxes(batch, height, width, generator)
+        colour = None
+        if self.augment == "strong":
+            def uniform(low: float, high: float) -> torch.Tensor:
+                return torch.rand(n, generator=generator) * (high - low) + low
+
+            brightness, contrast, saturation = uniform(-0.15, 0.15), uniform(0.7, 1.3), uniform(0.6, 1.4)
+            hole = self.size // 4
+            x0 = (torch.rand(n, generator=generator) * (self.size - hole)).long()
+            y0 = (torch.rand(n, generator=generator) * (self.size - hole)).long()
+            colour = (brightness, contrast, saturation, x0, y0)
+        noise = None
+        if self.augment in ("light", "strong") and self.noise > 0:
+            noise = torch.randn((n, 3, self.size, self.size), generator=generator)
+        return Draw(boxes, colour, noise)
+
+    def apply(self, images: torch.Tensor, draw: "Draw", rows: slice = slice(None)) -> torch.Tensor:
+        """Cutouts ``rows`` of a draw from (B, 3, H, W) pictures: row r comes from picture r // count.
+
+        A few rows at a time give the same cutouts as all at once, so CLIP can
+        take them in small batches.
+        """
+        b, _, h, w = images.shape
+        start, stop, _ = rows.indices(b * self.count)
+        if stop <= start:
+            return images.new_zeros((0, 3, self.size, self.size))
+        grid = self.grid(draw.boxes[start:stop].to(images.device, torch.float32), h, w).to(images.dtype)
+        parts = []
+        for picture in range(start // self.count, (stop - 1) // self.count + 1):
+            lo, hi = max(start, picture * self.count) - start, min(stop, (picture + 1) * self.count) - start
+            g = rearrange(grid[lo:hi], "n y x c -> 1 (n y) x c")
+            sampled = F.grid_sample(images[picture : picture + 1], g, mode="bilinear", padding_mode="reflection", align_corners=True)
+            parts.append(rearrange(sampled, "1 c (n y) x -> n c y x", n=hi - lo))
+        cut = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if draw.colour is not None:
+            cut = self._colour_and_erase(cut, [t[start:stop] for t in draw.colour])
+        if draw.noise is not None:
+            cut = cut + draw.noise[start:stop].to(cut.device, cut.dtype) * self.noise
+        return cut
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(B, 3, H, W) → (B·count, 3, size, size), cutouts of picture b at rows b·count … (b+1)·count − 1.
 
@@ -92,34 +136,29 @@ class Cutouts:
         (their grids stacked), so the picture is never copied once per cutout.
         """
         b, _, h, w = images.shape
-        boxes = self.boxes(b, h, w, generator).to(images.device, torch.float32)
-        grid = rearrange(self.grid(boxes, h, w), "(b n) y x c -> b (n y) x c", b=b).to(images.dtype)
-        sampled = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
-        cut = rearrange(sampled, "b c (n y) x -> (b n) c y x", n=self.count)
-        if self.augment == "strong":
-            cut = self._colour_and_erase(cut, generator)
-        if self.augment in ("light", "strong") and self.noise > 0:
-            noise = torch.randn(cut.shape, generator=generator).to(cut.device, cut.dtype)
-            cut = cut + noise * self.noise
-        return cut
+        return self.apply(images, self.draw(h, w, generator, b))
 
-    def _colour_and_erase(self, cut: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _colour_and_erase(self, cut: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
         from kornia.enhance import adjust_brightness, adjust_contrast, adjust_saturation
 
+        brightness, contrast, saturation, x0, y0 = params
         n, size = cut.shape[0], self.size
-
-        def uniform(low: float, high: float) -> torch.Tensor:
-            return (torch.rand(n, generator=generator) * (high - low) + low).to(cut.device, cut.dtype)
-
-        cut = adjust_brightness(cut, uniform(-0.15, 0.15), clip_output=False)
-        cut = adjust_contrast(cut, uniform(0.7, 1.3), clip_output=False)
-        cut = adjust_saturation(cut, uniform(0.6, 1.4))
+        cut = adjust_brightness(cut, brightness.to(cut.device, cut.dtype), clip_output=False)
+        cut = adjust_contrast(cut, contrast.to(cut.device, cut.dtype), clip_output=False)
+        cut = adjust_saturation(cut, saturation.to(cut.device, cut.dtype))
         # blank out one random square per cutout (a quarter of the side)
         hole = size // 4
-        x0 = (torch.rand(n, generator=generator) * (size - hole)).long()
-        y0 = (torch.rand(n, generator=generator) * (size - hole)).long()
         grid = torch.arange(size)
         inside_x = (grid[None] >= x0[:, None]) & (grid[None] < (x0 + hole)[:, None])
         inside_y = (grid[None] >= y0[:, None]) & (grid[None] < (y0 + hole)[:, None])
         keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
         return cut * keep[:, None].to(cut.device, cut.dtype)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The random part of a set of cutouts: where they are, and their colour changes and noise."""
+
+    boxes: torch.Tensor  # (N, 4, 2) corner points in picture pixels
+    colour: tuple[torch.Tensor, ...] | None  # strong: brightness, contrast, saturation, hole x, hole y (each (N,))
+    noise: torch.Tensor | None  # (N, 3, size, size) standard normal, scaled by the preset's noise

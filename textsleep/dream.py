@@ -19,6 +19,7 @@ from .latents import EMA, Latents
 from .models import Clip
 from .prompts import Prompt
 from .render import num_latents, render
+from .settings import DreamSettings
 
 __all__ = ["Dream", "Step", "Judge", "encode_prompts", "score_images"]
 
@@ -73,6 +74,17 @@ def score_images(judges: list[Judge], images: torch.Tensor) -> torch.Tensor:
     return score
 
 
+def _rows_by_picture(start: int, stop: int, count: int) -> list[tuple[int, slice]]:
+    """Rows start…stop−1 of pictures × ``count`` cutouts, split by picture: [(picture, rows of its draw)]."""
+    out = []
+    while start < stop:
+        picture, first = divmod(start, count)
+        last = min(count, first + stop - start)
+        out.append((picture, slice(first, last)))
+        start += last - first
+    return out
+
+
 def _square(image, size: int) -> torch.Tensor:
     """Centre square of a PIL image, resized to (1, 3, size, size) in [0, 1]."""
     import numpy as np
@@ -107,6 +119,7 @@ class Dream:
         class_temperature: float = 2.0,
         ema_decay: float = 0.99,
         extra_loss=None,
+        cutout_batch: int | None = DreamSettings.cutout_batch,
     ) -> None:
         self.biggan = biggan
         self.extra_loss = extra_loss  # optional f(images (B,3,H,W)) -> (B,) added to the loss, e.g. a pixel loss
@@ -128,6 +141,7 @@ class Dream:
         self.lr, self.ema_decay = lr, ema_decay
         self._reset_optimiser()
         self.cutouts = [Cutouts(j.clip.image_size, cutouts, augment) for j in judges]
+        self.cutout_batch = cutout_batch  # cutouts CLIP encodes at once (None: all); caps memory, same result
         self.step_count = 0
 
     @property
@@ -155,30 +169,55 @@ class Dream:
         while self.step_count < until:
             yield self.step()
 
-    def similarity(self, images: torch.Tensor) -> torch.Tensor:
-        """Weighted CLIP similarity of random cutouts of each picture, averaged over judges: (B,)."""
+    def similarity(self, images: torch.Tensor, *, backward_scale: float | None = None) -> torch.Tensor:
+        """Weighted CLIP similarity of random cutouts of each picture, averaged over judges: (B,).
+
+        Cutouts go through CLIP ``cutout_batch`` at a time.  With ``backward_scale``
+        each batch's share of ``backward_scale × similarity`` is backpropagated to
+        ``images`` at once, so only one batch's activations are held at a time;
+        the similarity is then returned detached.
+        """
         total = sum(j.weight for j in self.judges)
-        sim = 0.0
+        b, _, h, w = images.shape
+        sim = torch.zeros(b, device=self.device)
         for judge, cutouts in zip(self.judges, self.cutouts):
-            cut = torch.cat([cutouts(images[b : b + 1], g) for b, g in enumerate(self.generators)])
-            embeds = judge.clip.encode_image(cut.to(judge.clip.device)).view(images.shape[0], cutouts.count, -1)
-            sim = sim + judge.weight / total * losses.clip_similarity(embeds, judge.prompt_embeds, judge.prompt_weights).to(self.device)
+            draws = [cutouts.draw(h, w, g) for g in self.generators]  # (all random numbers first, in a fixed order)
+            step = self.cutout_batch or b * cutouts.count
+            for start in range(0, b * cutouts.count, step):
+                stop = min(start + step, b * cutouts.count)
+                cut = torch.cat([cutouts.apply(images[p : p + 1], draws[p], rows) for p, rows in _rows_by_picture(start, stop, cutouts.count)])
+                embeds = judge.clip.encode_image(cut.to(judge.clip.device))
+                part = torch.zeros(b, device=self.device)
+                offset = 0
+                for p, rows in _rows_by_picture(start, stop, cutouts.count):
+                    n = rows.stop - rows.start
+                    mean = losses.clip_similarity(embeds[None, offset : offset + n], judge.prompt_embeds, judge.prompt_weights)
+                    part = part.index_add(0, torch.tensor([p], device=self.device), (mean * (judge.weight / total * n / cutouts.count)).to(self.device))
+                    offset += n
+                if backward_scale is not None:
+                    (part.sum() * backward_scale).backward()
+                    part = part.detach()
+                sim = sim + part
         return sim
 
     def step(self) -> Step:
         z, classes = self.latents()
         images = render(self.biggan, z, classes, self.truncation)
-        sim = self.similarity(images)
+        # CLIP's part of the gradient is taken batch by batch of cutouts into a detached copy of the pictures,
+        # then carried back through BigGAN once, with the other terms
+        pixels = images.detach().requires_grad_()
+        sim = self.similarity(pixels, backward_scale=-losses.SIMILARITY_WEIGHT)
         terms = {"clip": -losses.SIMILARITY_WEIGHT * sim, "latent": losses.latent_loss(z, self.truncation)}
         if not self.max_classes:
             terms["class"] = losses.class_loss(classes)
         if self.extra_loss is not None:
             terms["extra"] = self.extra_loss(images)
-        loss = sum(terms.values()).sum()
+        rest = sum(v for k, v in terms.items() if k != "clip").sum()
+        loss = rest.detach() + terms["clip"].sum()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss.item()} at step {self.step_count + 1}")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward([rest, images], [None, pixels.grad.to(images.dtype)])
         self.optimizer.step()
         self.latents.clamp_()
         self.ema.update(self.latents)

@@ -34,7 +34,7 @@ __all__ = ["Imagine"]
 # big-sleep's keyword names, where they mean the same thing as ours
 _ALIASES = {"image_size": "size", "num_cutouts": "cutouts", "img": "images", "text_min": "negatives"}
 # what may differ when a run is resumed (everything else must stay as it was for the picture to continue)
-_RESUMABLE = {"iterations", "save_every", "save_progress", "video", "device", "out", "keep"}
+_RESUMABLE = {"iterations", "save_every", "save_progress", "video", "device", "out", "keep", "cutout_batch"}
 
 
 def _version() -> str:
@@ -134,6 +134,7 @@ class Imagine:
             seeds=s.seeds,
             lr=s.lr,
             cutouts=s.cutouts,
+            cutout_batch=s.cutout_batch,
             augment=s.augment,
             truncation=s.truncation,
             max_classes=s.max_classes,

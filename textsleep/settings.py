@@ -53,6 +53,7 @@ class DreamSettings:
     # --- where and how it runs -----------------------------------------------------------------
     device: str = "auto"  # auto | cpu | cuda | mps (auto picks cuda > mps > cpu)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: fastest safe choice for the device)
+    cutout_batch: int = 32  # cutouts CLIP encodes at once: caps memory whatever --cutouts is; the picture is the same
     # --- what is written -----------------------------------------------------------------------
     out: str = "outputs"  # parent folder; each run gets its own sub-folder named from the prompt
     save_every: int = 100  # write image + checkpoint every N steps (and at the end)
@@ -143,6 +144,7 @@ def _check(s: DreamSettings) -> None:
 
     need(isinstance(s.iterations, int) and s.iterations >= 1, f"--iterations {s.iterations!r}: must be a whole number >= 1")
     need(isinstance(s.cutouts, int) and s.cutouts >= 1, f"--cutouts {s.cutouts!r}: must be a whole number >= 1")
+    need(isinstance(s.cutout_batch, int) and s.cutout_batch >= 1, f"--cutout-batch {s.cutout_batch!r}: must be a whole number >= 1")
     need(s.lr > 0, f"--lr {s.lr!r}: must be > 0")
     need(s.size in SIZES, f"--size {s.size!r}: allowed sizes are {', '.join(map(str, SIZES))}")
     need(0 < s.truncation <= 1, f"--truncation {s.truncation!r}: must be in (0, 1]")

@@ -19,7 +19,8 @@ def bench(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16.", show_default=d("precision")),
     clip_model: str = typer.Option("ViT-B-32-quickgelu", "--clip-model", help="open_clip model to build with random weights."),
-    augment: str = typer.Option("light", "--augment", help="Cutout augmentations: none or light."),
+    augment: str = typer.Option("light", "--augment", help="Cutout augmentations: none, light or strong."),
+    cutout_batch: int = typer.Option(32, "--cutout-batch", help="Cutouts CLIP encodes at once.", show_default=d("cutout_batch")),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Time the real dream step on randomly initialised full-size models (no download needed)."""
@@ -29,14 +30,14 @@ def bench(
 
     if size not in SIZES:
         raise UserError(f"--size {size}: allowed sizes are {', '.join(map(str, SIZES))}")
-    for name, value, low in (("--cutouts", cutouts, 1), ("--steps", steps, 1), ("--batch", batch, 1)):
+    for name, value, low in (("--cutouts", cutouts, 1), ("--steps", steps, 1), ("--batch", batch, 1), ("--cutout-batch", cutout_batch, 1)):
         if value < low:
             raise UserError(f"{name} {value}: must be a whole number >= {low}")
     if precision not in PRECISIONS:
         raise UserError(f"--precision {precision!r}: allowed are {', '.join(PRECISIONS)}")
     if augment not in AUGMENTS:
         raise UserError(f"--augment {augment!r}: allowed are {', '.join(AUGMENTS)}")
-    result = run_bench(size=size, cutouts=cutouts, steps=steps, batch=batch, device=device, precision=precision, clip_model=clip_model, augment=augment)
+    result = run_bench(size=size, cutouts=cutouts, steps=steps, batch=batch, device=device, precision=precision, clip_model=clip_model, augment=augment, cutout_batch=cutout_batch)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return

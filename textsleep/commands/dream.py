@@ -54,6 +54,7 @@ def dream(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder for run folders.", show_default=d("out")),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps.", show_default=d("device")),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16 or fp16.", show_default=d("precision")),
+    cutout_batch: Optional[int] = typer.Option(None, "--cutout-batch", help="Cutouts CLIP encodes at once (caps memory; same picture).", show_default=d("cutout_batch")),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run folder from its checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
