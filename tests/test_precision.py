@@ -36,6 +36,16 @@ def test_auto_precision_is_a_real_choice():
     assert resolve_dtype("fp32", torch.device("cpu")) == torch.float32
 
 
+def test_auto_precision_needs_native_bf16_on_the_cpu(monkeypatch):
+    # plain AVX-512 converts bf16 in software (no faster than fp32): auto stays fp32 there
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    assert resolve_dtype("fp32", torch.device("cpu")) == torch.float32
+
+
 def test_bench_prints_json_figures():
     result = CliRunner().invoke(app, ["bench", "--size", "128", "--cutouts", "2", "--steps", "1", "--json", "--clip-model", "ViT-B-32"])
     assert result.exit_code == 0, result.output
