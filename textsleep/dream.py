@@ -187,13 +187,14 @@ class Dream:
                 stop = min(start + step, b * cutouts.count)
                 cut = torch.cat([cutouts.apply(images[p : p + 1], draws[p], rows) for p, rows in _rows_by_picture(start, stop, cutouts.count)])
                 embeds = judge.clip.encode_image(cut.to(judge.clip.device))
-                part = torch.zeros(b, device=self.device)
+                shares = [embeds.new_zeros(())] * b  # this batch's share of each picture's similarity
                 offset = 0
                 for p, rows in _rows_by_picture(start, stop, cutouts.count):
                     n = rows.stop - rows.start
-                    mean = losses.clip_similarity(embeds[None, offset : offset + n], judge.prompt_embeds, judge.prompt_weights)
-                    part = part.index_add(0, torch.tensor([p], device=self.device), (mean * (judge.weight / total * n / cutouts.count)).to(self.device))
+                    mean = losses.clip_similarity(embeds[None, offset : offset + n], judge.prompt_embeds, judge.prompt_weights)[0]
+                    shares[p] = mean * (judge.weight / total * n / cutouts.count)
                     offset += n
+                part = torch.stack(shares).to(self.device)
                 if backward_scale is not None:
                     (part.sum() * backward_scale).backward()
                     part = part.detach()
