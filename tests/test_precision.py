@@ -47,11 +47,18 @@ def test_auto_precision_needs_native_bf16_on_the_cpu(monkeypatch):
 
 
 def test_bench_prints_json_figures():
-    result = CliRunner().invoke(app, ["bench", "--size", "128", "--cutouts", "2", "--steps", "1", "--json", "--clip-model", "ViT-B-32"])
+    args = ["bench", "--size", "128", "--cutouts", "2", "--steps", "1", "--json", "--clip-model", "ViT-B-32", "--breakdown"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output.strip().splitlines()[-1])
     assert data["size"] == 128 and data["cutouts"] == 2 and data["median_s"] > 0 and data["peak_memory_gb"] > 0
     assert data["device"] == "cpu" and data["precision"] in ("bfloat16", "float32")
+    # the parts of a step, each timed and counted on its own, add up to the whole step's arithmetic
+    phases = data["phases"]
+    assert set(phases) == {"generator", "cutouts", "clip"} and all(p["median_s"] > 0 for p in phases.values())
+    assert phases["generator"]["gflop"] > 20 and phases["clip"]["gflop"] > 10  # BigGAN-deep-128 and 2 ViT-B/32 views, both ways
+    parts = phases["generator"]["gflop"] + phases["clip"]["gflop"]
+    assert 0.95 * data["gflop_per_step"] <= parts <= 1.05 * data["gflop_per_step"]
 
 
 def test_bench_rejects_bad_values():

@@ -19,6 +19,7 @@ import torch
 
 from .dream import Dream, Judge
 from .models import random_biggan, random_clip, resolve_device, resolve_dtype
+from .render import render
 from .settings import DreamSettings
 
 __all__ = ["BenchResult", "run_bench"]
@@ -42,6 +43,8 @@ class BenchResult:
     clip_model: str
     torch: str
     python: str
+    gflop_per_step: float | None = None  # matmul and convolution work of one step (with breakdown)
+    phases: dict | None = None  # with breakdown: {phase: {"median_s": …, "gflop": …}} for generator, cutouts, clip
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,8 +72,14 @@ def run_bench(
     clip_model: str = "ViT-B-32-quickgelu",
     augment: str = "light",
     cutout_batch: int | None = DreamSettings.cutout_batch,
+    breakdown: bool = False,
 ) -> BenchResult:
-    """Time ``steps`` dream steps (plus one warm-up) and return the medians."""
+    """Time ``steps`` dream steps (plus one warm-up) and return the medians.
+
+    ``breakdown`` then also times the step's three parts on their own (BigGAN
+    forward + backward, cutouts forward + backward, CLIP forward + backward)
+    and counts the arithmetic of each and of a whole step.
+    """
     dev = resolve_device(device)
     dtype = resolve_dtype(precision, dev)
     biggan = random_biggan(size, 128).to(dev, dtype)
@@ -95,6 +104,10 @@ def run_bench(
         peak, kind = torch.cuda.max_memory_allocated(dev) / 2**30, "max allocated GPU memory"
     else:
         peak, kind = _peak_rss_gb(), "peak RSS"
+    gflop = phases = None
+    if breakdown:
+        gflop = round(_gflop(dream.step), 1)
+        phases = _phases(dream, steps, dev)
     return BenchResult(
         size=size,
         cutouts=cutouts,
@@ -112,4 +125,55 @@ def run_bench(
         clip_model=clip_model,
         torch=torch.__version__,
         python=platform.python_version(),
+        gflop_per_step=gflop,
+        phases=phases,
     )
+
+
+def _gflop(fn) -> float:
+    """Matmul and convolution GFLOP of one call (forward and backward), as torch's flop counter counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def _phases(dream: Dream, steps: int, dev: torch.device) -> dict:
+    """Median seconds and GFLOP of each part of a step, each run on its own with its backward."""
+    judge, cutouts = dream.judges[0], dream.cutouts[0]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        z, classes = dream.latents()
+        pixels = render(dream.biggan, z, classes, dream.truncation).float()
+    batch = dream.cutout_batch or pixels.shape[0] * cutouts.count
+    h, w = pixels.shape[-2:]
+
+    def generator_part():
+        z, classes = dream.latents()
+        render(dream.biggan, z, classes, dream.truncation).sum().backward()
+
+    def cutouts_part():
+        images = pixels.detach().requires_grad_()
+        for b in range(images.shape[0]):
+            cutouts.apply(images[b : b + 1], cutouts.draw(h, w, generator)).sum().backward()
+
+    cut = torch.cat([cutouts.apply(pixels[b : b + 1], cutouts.draw(h, w, generator)) for b in range(pixels.shape[0])])
+
+    def clip_part():
+        for start in range(0, cut.shape[0], batch):
+            views = cut[start : start + batch].detach().requires_grad_()
+            judge.clip.encode_image(views).sum().backward()
+
+    out = {}
+    for name, fn in (("generator", generator_part), ("cutouts", cutouts_part), ("clip", clip_part)):
+        times = []
+        for _ in range(steps + 1):
+            _sync(dev)
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            times.append(time.perf_counter() - t0)
+        dream.optimizer.zero_grad(set_to_none=True)
+        out[name] = {"median_s": round(statistics.median(times[1:]), 4), "gflop": round(_gflop(fn), 1)}
+    return out

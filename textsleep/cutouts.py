@@ -119,9 +119,12 @@ class Cutouts:
         parts = []
         for picture in range(start // self.count, (stop - 1) // self.count + 1):
             lo, hi = max(start, picture * self.count) - start, min(stop, (picture + 1) * self.count) - start
-            g = rearrange(grid[lo:hi], "n y x c -> 1 (n y) x c")
-            sampled = F.grid_sample(images[picture : picture + 1], g, mode="bilinear", padding_mode="reflection", align_corners=True)
-            parts.append(rearrange(sampled, "1 c (n y) x -> n c y x", n=hi - lo))
+            # the CPU kernel works on one batch entry per thread: the picture is (viewed) once per thread
+            k = _groups(hi - lo, images.device)
+            g = rearrange(grid[lo:hi], "(k n) y x c -> k (n y) x c", k=k)
+            source = images[picture : picture + 1].expand(k, -1, -1, -1)
+            sampled = F.grid_sample(source, g, mode="bilinear", padding_mode="reflection", align_corners=True)
+            parts.append(rearrange(sampled, "k c (n y) x -> (k n) c y x", y=self.size))
         cut = parts[0] if len(parts) == 1 else torch.cat(parts)
         if draw.colour is not None:
             cut = self._colour_and_erase(cut, [t[start:stop] for t in draw.colour])
@@ -153,6 +156,13 @@ class Cutouts:
         inside_y = (grid[None] >= y0[:, None]) & (grid[None] < (y0 + hole)[:, None])
         keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
         return cut * keep[:, None].to(cut.device, cut.dtype)
+
+
+def _groups(rows: int, device: torch.device) -> int:
+    """Into how many equal groups to split ``rows`` cutouts: the most, up to the CPU's threads, that divide them."""
+    if device.type != "cpu":
+        return 1
+    return max(k for k in range(1, min(rows, torch.get_num_threads()) + 1) if rows % k == 0)
 
 
 @dataclass(frozen=True)

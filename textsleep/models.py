@@ -156,13 +156,17 @@ def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progre
 
 
 def _prepare(model):
-    """Eval mode, frozen weights, spectral norm baked in (it divides by the same sigma every forward in eval)."""
+    """Eval mode, frozen weights, spectral norm baked in (it divides by the same sigma every forward in eval).
+
+    Convolution weights are stored channels-last, the layout :func:`textsleep.render.render`
+    keeps activations in, so the kernels need not reorder them at every call.
+    """
     model.eval().requires_grad_(False)
     for module in model.modules():
         if hasattr(module, "weight_orig"):
             torch.nn.utils.remove_spectral_norm(module)
     model.requires_grad_(False)
-    return model
+    return model.to(memory_format=torch.channels_last)
 
 
 def _one_line(err: BaseException, limit: int = 300) -> str:

@@ -21,6 +21,7 @@ def bench(
     clip_model: str = typer.Option("ViT-B-32-quickgelu", "--clip-model", help="open_clip model to build with random weights."),
     augment: str = typer.Option("light", "--augment", help="Cutout augmentations: none, light or strong."),
     cutout_batch: int = typer.Option(32, "--cutout-batch", help="Cutouts CLIP encodes at once.", show_default=d("cutout_batch")),
+    breakdown: bool = typer.Option(False, "--breakdown", help="Also time BigGAN, cutouts and CLIP on their own and count their GFLOP."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Time the real dream step on randomly initialised full-size models (no download needed)."""
@@ -37,13 +38,18 @@ def bench(
         raise UserError(f"--precision {precision!r}: allowed are {', '.join(PRECISIONS)}")
     if augment not in AUGMENTS:
         raise UserError(f"--augment {augment!r}: allowed are {', '.join(AUGMENTS)}")
-    result = run_bench(size=size, cutouts=cutouts, steps=steps, batch=batch, device=device, precision=precision, clip_model=clip_model, augment=augment, cutout_batch=cutout_batch)
+    result = run_bench(size=size, cutouts=cutouts, steps=steps, batch=batch, device=device, precision=precision, clip_model=clip_model, augment=augment, cutout_batch=cutout_batch, breakdown=breakdown)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
     typer.echo(f"textsleep step: {result.median_s:.3f} s/step (median of {steps}), {result.it_per_s:.2f} it/s")
     typer.echo(f"  size {size}, cutouts {cutouts}, batch {batch}, device {result.device}, precision {result.precision}")
     typer.echo(f"  {result.memory_kind}: {result.peak_memory_gb:.2f} GB; torch {result.torch}; min {result.min_s:.3f} s, max {result.max_s:.3f} s")
+    if result.phases:
+        typer.echo(f"  one step: {result.gflop_per_step:.0f} GFLOP, {result.gflop_per_step / result.median_s:.0f} GFLOP/s")
+        for name, part in result.phases.items():
+            rate = f", {part['gflop'] / part['median_s']:.0f} GFLOP/s" if part["gflop"] else ""
+            typer.echo(f"  {name:>9}: {part['median_s']:.3f} s forward + backward, {part['gflop']:.0f} GFLOP{rate}")
 
 
 def register(app: typer.Typer) -> None:
