@@ -59,6 +59,7 @@ def test_bench_prints_json_figures():
     assert phases["generator"]["gflop"] > 20 and phases["clip"]["gflop"] > 10  # BigGAN-deep-128 and 2 ViT-B/32 views, both ways
     parts = phases["generator"]["gflop"] + phases["clip"]["gflop"]
     assert 0.95 * data["gflop_per_step"] <= parts <= 1.05 * data["gflop_per_step"]
+    assert data["matmul_gflops"] > 0
 
 
 def test_bench_rejects_bad_values():

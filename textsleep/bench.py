@@ -45,6 +45,7 @@ class BenchResult:
     python: str
     gflop_per_step: float | None = None  # matmul and convolution work of one step (with breakdown)
     phases: dict | None = None  # with breakdown: {phase: {"median_s": …, "gflop": …}} for generator, cutouts, clip
+    matmul_gflops: float | None = None  # with breakdown: a large dense matmul's rate on this device and dtype
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,10 +105,11 @@ def run_bench(
         peak, kind = torch.cuda.max_memory_allocated(dev) / 2**30, "max allocated GPU memory"
     else:
         peak, kind = _peak_rss_gb(), "peak RSS"
-    gflop = phases = None
+    gflop = phases = peak_rate = None
     if breakdown:
         gflop = round(_gflop(dream.step), 1)
         phases = _phases(dream, steps, dev)
+        peak_rate = round(_matmul_rate(dev, dtype), 1)
     return BenchResult(
         size=size,
         cutouts=cutouts,
@@ -127,7 +129,23 @@ def run_bench(
         python=platform.python_version(),
         gflop_per_step=gflop,
         phases=phases,
+        matmul_gflops=peak_rate,
     )
+
+
+def _matmul_rate(dev: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of an n×n by n×n matmul: about the most this device does in this dtype."""
+    a = torch.randn(n, n, device=dev).to(dtype)
+    b = torch.randn(n, n, device=dev).to(dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(dev)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def _gflop(fn) -> float:

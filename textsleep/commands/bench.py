@@ -46,7 +46,10 @@ def bench(
     typer.echo(f"  size {size}, cutouts {cutouts}, batch {batch}, device {result.device}, precision {result.precision}")
     typer.echo(f"  {result.memory_kind}: {result.peak_memory_gb:.2f} GB; torch {result.torch}; min {result.min_s:.3f} s, max {result.max_s:.3f} s")
     if result.phases:
-        typer.echo(f"  one step: {result.gflop_per_step:.0f} GFLOP, {result.gflop_per_step / result.median_s:.0f} GFLOP/s")
+        typer.echo(
+            f"  one step: {result.gflop_per_step:.0f} GFLOP, {result.gflop_per_step / result.median_s:.0f} GFLOP/s "
+            f"(a large {result.precision} matmul here: {result.matmul_gflops:.0f} GFLOP/s)"
+        )
         for name, part in result.phases.items():
             rate = f", {part['gflop'] / part['median_s']:.0f} GFLOP/s" if part["gflop"] else ""
             typer.echo(f"  {name:>9}: {part['median_s']:.3f} s forward + backward, {part['gflop']:.0f} GFLOP{rate}")
