@@ -105,7 +105,7 @@ def test_job_ids_follow_line_content_not_line_numbers(tmp_path):
     assert set(after) - set(before) == {"a green cone"}
     # the options that shape the picture are part of a job; where it runs is not
     assert lib.plan_batch(path, {"iterations": 9}).jobs[1].id != after["a red cube"]
-    assert lib.plan_batch(path, {"device": "cpu", "save_every": 3}).jobs[1].id == after["a red cube"]
+    assert lib.plan_batch(path, {"device": "cpu", "save_every": 3, "cutout_batch": 8}).jobs[1].id == after["a red cube"]
 
 
 def test_awkward_prompts_get_safe_distinct_folders(tmp_path):

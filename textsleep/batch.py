@@ -85,7 +85,7 @@ GALLERY = "index.html"
 RUNS = "runs"
 CLAIMS = "claims"
 # settings that change where or how a job runs, not its picture: not part of a job's identity
-RUN_ONLY = frozenset({"device", "out", "save_every", "save_progress", "video"})
+RUN_ONLY = frozenset({"device", "out", "save_every", "save_progress", "video", "cutout_batch"})
 # options a line may not set: the batch decides them
 _BATCH_DECIDES = {
     "--out": "the batch folder is --out of textsleep batch",
