@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import outputs
-from ..errors import one_line
+from ..errors import Interrupted, one_line
 from .plan import Job
 from .status import Progress, progress
 from .store import DONE, RUNS, BatchFolder, _now, steps_saved
 
 __all__ = ["Event", "run_jobs"]
+
+_RECORD = "run.json"
+_CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Event:
     progress: Progress
     why: str = ""  # for skipped: finished | failed | taken
     resumed_from: int = 0  # the step a resumed job continued from (0: a fresh start)
+    restarted: str = ""  # why a job with saved steps started again from step 0 (its files could not be read)
 
 
 def _wanted(record: dict[str, Any], retry_failed: bool) -> str:
@@ -50,13 +53,20 @@ def run_jobs(
     quiet: bool = True,
     models=None,
     workers: int = 1,
+    on_step=None,
 ) -> Iterator[Event]:
     """Run the valid jobs not yet done, one at a time, yielding an :class:`Event` before and after each.
 
     Finished jobs are skipped, failed ones too unless ``retry_failed``; a job
-    with a checkpoint continues from it.  A failing job is recorded and the
-    next one starts.  On Ctrl-C the running job is saved (by the dream), its
-    record says ``interrupted``, and ``KeyboardInterrupt`` goes on up.
+    with a checkpoint continues from it, and one whose checkpoint or
+    ``run.json`` cannot be read starts again from step 0 (the attempt says
+    why).  A failing job (a NaN, missing weights, out of memory) is recorded
+    with a one-line reason and the next one starts.  On Ctrl-C, or any
+    ``KeyboardInterrupt`` such as :class:`textsleep.errors.Interrupted`, the
+    running job is saved (by the dream), its record says ``interrupted``, and
+    the interrupt goes on up; the next run of the batch resumes that job.
+    ``on_step`` is given to each dream (``Imagine(on_step=...)``), e.g. a
+    progress bar.
     """
     from ..models import ModelCache
 
@@ -75,7 +85,7 @@ def run_jobs(
             if why:
                 yield _event(folder, "skipped", job, mine, workers, why=why)
                 continue
-            yield from _run_one(folder, job, mine, device=device, quiet=quiet, models=models, workers=workers)
+            yield from _run_one(folder, job, mine, device=device, quiet=quiet, models=models, workers=workers, on_step=on_step)
 
 
 def _event(folder: BatchFolder, kind: str, job: Job, mine: list[Job], workers: int, **extra: Any) -> Event:
@@ -89,12 +99,11 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _run_one(folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, models, workers) -> Iterator[Event]:
+def _run_one(folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, models, workers, on_step) -> Iterator[Event]:
     """Start or resume one job in its run folder and record how it ended."""
     record = folder.records()[job.id]
     run_dir = folder.path / (record.get("folder") or f"{RUNS}/{job.folder}")
-    resumable = (run_dir / outputs.RUN_FILES["record"]).is_file() and (run_dir / outputs.RUN_FILES["checkpoint"]).is_file()
-    saved_steps = steps_saved(run_dir) if resumable else 0
+    saved_steps = steps_saved(run_dir)
     # an attempt still marked running was stopped without a word (killed, power cut): it got as far as the checkpoint
     record["attempts"] = [
         {**a, "status": "stopped", "to_step": saved_steps} if a.get("status") == "running" else a for a in record.get("attempts", [])
@@ -103,17 +112,24 @@ def _run_one(folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, m
         folder.update(job.id, **_outcome(run_dir, record, status=DONE, seconds=0.0, steps_run=0), attempts=record["attempts"])
         yield _event(folder, "finished", job, mine, workers)
         return
-    yield _event(folder, "start", job, mine, workers, resumed_from=saved_steps)
-    attempt = {"worker": _worker_name(), "device": device or job.settings.get("device"), "started": _now(), "from_step": saved_steps}
+    restarted = _set_aside_unreadable(run_dir)
+    resumable = not restarted and (run_dir / _RECORD).is_file() and (run_dir / _CHECKPOINT).is_file()
+    from_step = saved_steps if resumable else 0
+    yield _event(folder, "start", job, mine, workers, resumed_from=from_step, restarted=restarted)
+    attempt = {"worker": _worker_name(), "device": device or job.settings.get("device"), "started": _now(), "from_step": from_step}
+    if restarted:
+        attempt["restarted"] = restarted
     folder.update(job.id, status="running", worker=attempt["worker"], attempts=[*record["attempts"], {**attempt, "status": "running"}])
     imagine, t0, error = None, None, None
     try:
-        imagine = _imagine(folder, job, run_dir, resumable, device=device, quiet=quiet, models=models)
+        imagine = _imagine(job, run_dir, resumable, device=device, quiet=quiet, models=models, on_step=on_step)
         imagine.prepare()  # loads the models (once per worker) and the checkpoint, if there is one
         attempt["from_step"] = imagine.dream.step_count
         t0 = time.perf_counter()
         imagine()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:  # Ctrl-C, or a signal (Interrupted): the dream has saved itself
+        if isinstance(err, Interrupted):
+            attempt["signal"] = err.signal_name
         _record_attempt(folder, record, attempt, imagine, "interrupted", t0)
         raise
     except Exception as err:  # noqa: BLE001 - any failure of one job is recorded and the batch goes on
@@ -125,18 +141,40 @@ def _run_one(folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, m
     yield _event(folder, "failed" if error else "finished", job, mine, workers, resumed_from=attempt["from_step"])
 
 
-def _imagine(folder: BatchFolder, job: Job, run_dir: Path, resumable: bool, *, device, quiet, models):
+def _imagine(job: Job, run_dir: Path, resumable: bool, *, device, quiet, models, on_step):
     """The dream of a job: continued from its checkpoint, or new in its own run folder."""
     from ..imagine import Imagine
 
     run_only = {"device": device} if device else {}
     if resumable:
         keep = {k: job.settings[k] for k in ("iterations", "save_every", "save_progress", "video")}
-        return Imagine(resume=run_dir, quiet=quiet, models=models, **keep, **run_only)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    imagine = Imagine(quiet=quiet, models=models, **{**job.settings, "out": str(folder.runs), **run_only})
-    imagine.run_dir = run_dir  # the job's own folder, so a rerun finds it
-    return imagine
+        return Imagine(resume=run_dir, quiet=quiet, models=models, on_step=on_step, **keep, **run_only)
+    # the job's own folder, so a rerun finds it
+    return Imagine(run_dir=run_dir, quiet=quiet, models=models, on_step=on_step, **{**job.settings, **run_only})
+
+
+def _set_aside_unreadable(run_dir: Path) -> str:
+    """Move a damaged checkpoint or run record out of the way ('NAME.damaged'); why, or '' when both read.
+
+    A file cut short (a full disk, a copy that stopped) or overwritten cannot
+    be resumed from; the job starts over in its own folder, nothing else lost.
+    """
+    from ..outputs import load_checkpoint, read_json
+
+    reasons = []
+    for name, read in ((_CHECKPOINT, load_checkpoint), (_RECORD, read_json)):
+        file = run_dir / name
+        if not file.is_file():
+            continue
+        try:
+            data = read(file)
+            if not isinstance(data, dict):
+                raise ValueError(f"holds a {type(data).__name__}, not a record")
+        except Exception as err:  # noqa: BLE001 - whatever is wrong with it, it cannot be resumed from
+            why = one_line(err, 200).replace(f"{file}: ", "").replace(f"{str(file)!r}: ", "")
+            file.replace(file.with_name(f"{name}.damaged"))
+            reasons.append(f"{name} could not be read ({why})")
+    return "; ".join(reasons) + "; started again from step 0" if reasons else ""
 
 
 def _record_attempt(folder: BatchFolder, record: dict, attempt: dict, imagine, status: str, t0: float | None, error: str | None = None) -> None:
@@ -162,28 +200,26 @@ def _outcome(run_dir: Path, record: dict, *, status: str, seconds: float, steps_
     if status == DONE:
         fields["finished"] = _now()
         fields["error"] = None
-    run_file = run_dir / outputs.RUN_FILES["record"]
-    if run_file.is_file():
-        run = outputs.read_json(run_file)
+    run = _read_run(run_dir)
+    if run:
         fields.update(steps_done=run.get("steps_done", 0), final_score=run.get("final_score"), best_score=run.get("best_score"))
     return fields
 
 
-def steps_saved(run_dir: Path) -> int:
-    """Steps done as the run folder's record says (0 when there is none yet)."""
-    run_file = run_dir / outputs.RUN_FILES["record"]
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    """The run folder's run.json ({} when there is none, or it cannot be read)."""
+    from ..outputs import read_json
+
     try:
-        return int(outputs.read_json(run_file).get("steps_done") or 0)
-    except (OSError, ValueError):
-        return 0
+        run = read_json(run_dir / _RECORD)
+    except (OSError, ValueError):  # (UserError is a ValueError)
+        return {}
+    return run if isinstance(run, dict) else {}
 
 
 def _already_finished(run_dir: Path, job: Job) -> bool:
     """A run that ended but whose record was not updated (killed between the two)."""
-    run_file = run_dir / outputs.RUN_FILES["record"]
-    if not run_file.is_file():
-        return False
-    run = outputs.read_json(run_file)
+    run = _read_run(run_dir)
     return run.get("status") == DONE and run.get("steps_done", 0) >= job.settings.get("iterations", 0)
 
 
