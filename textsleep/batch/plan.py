@@ -32,6 +32,7 @@ from typing import Any
 
 from .. import outputs
 from ..errors import UserError
+from ..settings import RUN_ONLY  # settings that change where or how a job runs, not its picture
 
 __all__ = [
     "Job",
@@ -45,11 +46,8 @@ __all__ = [
     "select_shard",
     "parse_devices",
     "identity_defaults",
-    "RUN_ONLY",
 ]
 
-# settings that change where or how a job runs, not its picture: not part of a job's identity
-RUN_ONLY = frozenset({"device", "out", "save_every", "save_progress", "video", "cutout_batch"})
 # options a line may not set: the batch decides them
 _BATCH_DECIDES = {
     "--out": "the batch folder is --out of textsleep batch",
@@ -197,7 +195,7 @@ def _line_jobs(file, number, source, occurrence, base, defaults, identity, repea
 
 def _parse_line(source: str, base: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A line → (prompt text, dream options, batch options ``seeds``/``repeat``)."""
-    from ..commands.dream import parse_dream_args
+    from ..options import parse_options
 
     match = _SEPARATOR.search(source)
     prompt, rest = (source[: match.start()].strip(), source[match.end():]) if match else (source, "")
@@ -210,7 +208,7 @@ def _parse_line(source: str, base: Path) -> tuple[str, dict[str, Any], dict[str,
         name = token.split("=", 1)[0]
         if name in _BATCH_DECIDES:
             raise UserError(f"{name} cannot be given on a line: {_BATCH_DECIDES[name]}")
-    options = parse_dream_args(tokens)
+    options = parse_options(tokens)
     for key in _PATH_FIELDS:
         if key in options:
             value = options[key]

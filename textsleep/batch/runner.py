@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Interrupted, one_line
+from ..runs import RUN_FILES
 from .plan import Job
 from .status import Progress, progress
 from .store import DONE, RUNS, BatchFolder, _now, steps_saved
 
 __all__ = ["Event", "run_jobs"]
 
-_RECORD = "run.json"
-_CHECKPOINT = "checkpoint.pt"
+_RECORD, _CHECKPOINT = RUN_FILES["record"], RUN_FILES["checkpoint"]
 
 
 @dataclass

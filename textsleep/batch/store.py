@@ -37,6 +37,7 @@ from typing import Any
 
 from .. import outputs
 from ..errors import UserError
+from ..runs import RUN_FILES
 from .plan import Job, Plan
 
 __all__ = ["BatchFolder", "MANIFEST", "META", "GALLERY", "RUNS", "CLAIMS", "DONE", "steps_saved"]
@@ -47,7 +48,6 @@ GALLERY = "index.html"
 RUNS = "runs"
 CLAIMS = "claims"
 DONE = "finished"
-_RUN_RECORD = "run.json"
 
 
 def _now() -> str:
@@ -268,6 +268,6 @@ def _show(value: Any) -> str:
 def steps_saved(run_dir: Path) -> int:
     """Steps done as a run folder's record says (0 when there is none yet, or it cannot be read)."""
     try:
-        return int(outputs.read_json(run_dir / _RUN_RECORD).get("steps_done") or 0)
+        return int(outputs.read_json(run_dir / RUN_FILES["record"]).get("steps_done") or 0)
     except (OSError, ValueError, AttributeError):
         return 0

@@ -68,12 +68,12 @@ def _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force
     from .. import batch as lib
     from ..errors import UserError
     from ..outputs import slugify
-    from .dream import parse_dream_args
+    from ..options import parse_options
 
     for arg in ctx.args:
         if arg.split("=", 1)[0] in _RUNS_HERE:
             raise UserError(f"{arg}: a batch resumes its own jobs; rerun the same textsleep batch command instead")
-    defaults = parse_dream_args(list(ctx.args))
+    defaults = parse_options(list(ctx.args))
     k = lib.parse_repeat(repeat) if repeat is not None else None
     seed_list = lib.parse_seeds(seeds) if seeds is not None else None
     index, count = lib.parse_shard(shard) if shard is not None else (0, 1)

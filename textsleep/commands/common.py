@@ -91,15 +91,9 @@ def cli_errors(func: Callable) -> Callable:
 
 def settings_default(name: str) -> str:
     """A DreamSettings default as --help shows it (the dataclass is the single source of defaults)."""
-    from dataclasses import MISSING, fields
+    from ..settings import options
 
-    from ..settings import DreamSettings
-
-    for f in fields(DreamSettings):
-        if f.name == name:
-            value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-            return "random" if value is None and name == "seed" else str(value)
-    raise KeyError(name)
+    return next(opt.show for opt in options() if opt.name == name)
 
 
 class _ProgressBar:
