@@ -118,6 +118,32 @@ def test_a_damaged_run_folder_starts_its_job_again_from_step_0(tmp_path, tiny_ar
     assert [p.name for p in (out / "runs").iterdir()] == [run_dir.name]
 
 
+def test_a_dream_gone_to_nan_fails_its_job_and_the_batch_goes_on(tmp_path, tiny_args, monkeypatch):
+    from textsleep import losses
+
+    real, calls = losses.latent_loss, []
+
+    def nan_at_third_step(z, truncation=1.0):  # the first job's third step (one call a step)
+        calls.append(1)
+        value = real(z, truncation)
+        return value * float("nan") if len(calls) == 3 else value
+
+    monkeypatch.setattr(losses, "latent_loss", nan_at_third_step)
+    path = write_prompts(tmp_path, "unstable\nsteady\n")
+    out = tmp_path / "batch"
+    result = run_batch([str(path), *tiny_args, "--cutouts", "2", "--iterations", "4", "--save-every", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 1, result.output  # a job failed; the batch itself ran to the end
+    assert "Traceback" not in result.output
+    unstable, steady = read_records(out)
+    assert unstable["status"] == "failed" and "\n" not in unstable["error"]
+    assert unstable["error"].startswith("the loss became nan at step 3"), unstable["error"]
+    assert unstable["attempts"][0]["status"] == "failed" and unstable["attempts"][0]["to_step"] == 2
+    assert steady["status"] == "finished" and steady["steps_done"] == 4
+    run = json.loads((out / unstable["folder"] / "run.json").read_text())
+    assert run["status"] == "failed" and run["steps_done"] == 2  # the last good save is kept
+    assert "failed (line 1): the loss became nan at step 3" in result.output
+
+
 # ---------------------------------------------------------------------------------------------- Slurm arrays
 def _array(task, count, first=0, step=1):
     return {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_COUNT": str(count), "SLURM_ARRAY_TASK_MIN": str(first), "SLURM_ARRAY_TASK_STEP": str(step)}

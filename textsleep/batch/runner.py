@@ -172,7 +172,10 @@ def _set_aside_unreadable(run_dir: Path) -> str:
                 raise ValueError(f"holds a {type(data).__name__}, not a record")
         except Exception as err:  # noqa: BLE001 - whatever is wrong with it, it cannot be resumed from
             why = one_line(err, 200).replace(f"{file}: ", "").replace(f"{str(file)!r}: ", "")
-            file.replace(file.with_name(f"{name}.damaged"))
+            try:
+                file.replace(file.with_name(f"{name}.damaged"))
+            except OSError:
+                pass  # (the new dream writes over it at its first save)
             reasons.append(f"{name} could not be read ({why})")
     return "; ".join(reasons) + "; started again from step 0" if reasons else ""
 
