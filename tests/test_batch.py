@@ -130,6 +130,7 @@ def test_bad_lines_are_skipped_and_recorded_rerun_skips_finished(tmp_path, quick
     result = run_batch([str(path), *quick, "--out", str(out)])
     assert result.exit_code == 1, result.output  # a line failed
     assert "warning: prompts.txt:2: --size 300: allowed sizes are 128, 256, 512" in result.output
+    assert "dreaming: 100%" in result.stderr and "2/2" in result.stderr  # each job's progress bar (not with --quiet)
     records = _by_prompt(out)
     assert [r["status"] for r in records.values()] == ["finished", "failed", "finished"]
     assert records[("broken -- --size 300", None)]["error"] == "prompts.txt:2: --size 300: allowed sizes are 128, 256, 512"

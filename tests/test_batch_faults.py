@@ -106,6 +106,7 @@ def test_a_damaged_run_folder_starts_its_job_again_from_step_0(tmp_path, tiny_ar
     result = run_batch([str(path), *options, "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     assert f"starting over: {damaged} could not be read" in result.output
+    assert "dreaming" not in result.stderr  # --quiet: no progress bar
     (record,) = read_records(out)
     interrupted, restarted = record["attempts"]
     assert interrupted["status"] == "interrupted" and interrupted["to_step"] == every
