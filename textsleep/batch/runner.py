@@ -14,7 +14,7 @@ from ..errors import Interrupted, one_line
 from ..runs import RUN_FILES
 from .plan import Job
 from .status import Progress, progress
-from .store import DONE, RUNS, BatchFolder, _now, steps_saved
+from .store import DONE, RUNS, BatchFolder, steps_saved, utc_now
 
 __all__ = ["Event", "run_jobs"]
 
@@ -116,7 +116,7 @@ def _run_one(folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, m
     resumable = not restarted and (run_dir / _RECORD).is_file() and (run_dir / _CHECKPOINT).is_file()
     from_step = saved_steps if resumable else 0
     yield _event(folder, "start", job, mine, workers, resumed_from=from_step, restarted=restarted)
-    attempt = {"worker": _worker_name(), "device": device or job.settings.get("device"), "started": _now(), "from_step": from_step}
+    attempt = {"worker": _worker_name(), "device": device or job.settings.get("device"), "started": utc_now(), "from_step": from_step}
     if restarted:
         attempt["restarted"] = restarted
     folder.update(job.id, status="running", worker=attempt["worker"], attempts=[*record["attempts"], {**attempt, "status": "running"}])
@@ -185,7 +185,7 @@ def _record_attempt(folder: BatchFolder, record: dict, attempt: dict, imagine, s
     seconds = time.perf_counter() - t0 if t0 is not None else 0.0
     dream = getattr(imagine, "dream", None)
     steps = dream.step_count if dream is not None else int(record.get("steps_done") or 0)
-    attempt = {**attempt, "status": status, "to_step": steps, "seconds": round(seconds, 3), "ended": _now()}
+    attempt = {**attempt, "status": status, "to_step": steps, "seconds": round(seconds, 3), "ended": utc_now()}
     run_dir = folder.path / record["folder"]
     fields = _outcome(run_dir, record, status=status, seconds=seconds, steps_run=max(0, steps - attempt["from_step"]))
     fields.update(steps_done=steps, error=error, attempts=[*record["attempts"], attempt])
@@ -201,7 +201,7 @@ def _outcome(run_dir: Path, record: dict, *, status: str, seconds: float, steps_
         "worker": None,
     }
     if status == DONE:
-        fields["finished"] = _now()
+        fields["finished"] = utc_now()
         fields["error"] = None
     run = _read_run(run_dir)
     if run:

@@ -40,7 +40,7 @@ from ..errors import UserError
 from ..runs import RUN_FILES
 from .plan import Job, Plan
 
-__all__ = ["BatchFolder", "MANIFEST", "META", "GALLERY", "RUNS", "CLAIMS", "DONE", "steps_saved"]
+__all__ = ["BatchFolder", "MANIFEST", "META", "GALLERY", "RUNS", "CLAIMS", "DONE", "steps_saved", "utc_now"]
 
 MANIFEST = "manifest.jsonl"
 META = "batch.json"
@@ -50,7 +50,8 @@ CLAIMS = "claims"
 DONE = "finished"
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """Now, in UTC, as the manifest writes times (ISO 8601, to the second)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -159,7 +160,7 @@ class BatchFolder:
         """Change one job's record (under the lock) and rewrite the gallery; returns the new record."""
         with self.locked():
             records = self.records()
-            record = {**records.get(job_id, {"id": job_id}), **fields, "updated": _now()}
+            record = {**records.get(job_id, {"id": job_id}), **fields, "updated": utc_now()}
             records[job_id] = record
             self._write(records)
             self._write_gallery(records)
@@ -177,8 +178,8 @@ class BatchFolder:
                 "prompt_file": str(plan.prompt_file.resolve()),
                 "defaults": plan.identity(),
                 "jobs": [job.id for job in plan.jobs],
-                "created": previous.get("created", _now()),
-                "updated": _now(),
+                "created": previous.get("created", utc_now()),
+                "updated": utc_now(),
             }
             outputs.write_json(self.meta_file, meta)
             for job in plan.jobs:
@@ -247,7 +248,7 @@ def _new_record(job: Job) -> dict[str, Any]:
         "final_score": None,
         "best_score": None,
         "attempts": [],
-        "created": _now(),
+        "created": utc_now(),
     }
 
 
