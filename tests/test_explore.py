@@ -177,6 +177,16 @@ def test_loop_is_seamless_and_streams(gan):
     assert _close(batches[0][0], _class_render(gan, 1, z0, 0.5))
 
 
+def test_animations_check_their_options_when_called_not_at_the_first_frame(gan):
+    a, b = explore.class_point(gan, 1, 0, 0.4), explore.class_point(gan, 2, 1, 0.4)
+    with pytest.raises(UserError, match="--frames 1"):
+        explore.interpolate(gan, a, b, 1)
+    with pytest.raises(UserError, match="--mode 'cubic'"):
+        explore.interpolate(gan, a, b, 4, mode="cubic")
+    with pytest.raises(UserError, match="at least 2 frames"):
+        explore.loop(gan, 1, 0, frames=1, truncation=0.5)
+
+
 # ---------------------------------------------------------------------------------------------- classes
 def test_class_lookup_by_index_name_and_label():
     assert resolve_class(971) == resolve_class("971") == resolve_class("bubble") == resolve_class("971) bubble") == 971
@@ -296,6 +306,21 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(gan_args, tmp_path, make_args,
         args += ["--out", str(tmp_path / "out")]
     _one_line_error(runner.invoke(app, [*args, *gan_args]), *fragments)
     assert not any(p.suffix in (".png", ".gif", ".mp4", ".json") for p in tmp_path.rglob("*")), "nothing is written on bad input"
+
+
+def test_option_groups_become_options_and_reach_the_command_as_one_dataclass():
+    import inspect
+
+    from textsleep.commands.options import GridOptions, with_options
+
+    @with_options
+    def command(x: int = 1, *, grid: GridOptions) -> GridOptions:
+        return grid
+
+    params = inspect.signature(command).parameters
+    assert list(params) == ["x", "size", "biggan", "device", "precision", "batch", "out", "pad"]
+    assert command(x=2, size=256, biggan=None, device="cpu", precision="fp32", batch=3, out="a.png", pad=0) == GridOptions(256, None, "cpu", "fp32", 3, "a.png", 0)
+    assert "--batch" in runner.invoke(app, ["zoom", "--help"]).stdout
 
 
 def test_unit_latents_are_a_truncated_normal():

@@ -368,8 +368,8 @@ def loop(
     """A seamless latent loop, z(t) = z0·cos t + z1·sin t, as a GIF or MP4."""
     from .. import explore
 
-    (index,) = _classes([class_])
     frames = round(seconds * video.fps)
+    (index,) = _classes([class_])
     _animation(
         video, f"loop-{index}", lambda model: (explore.loop(model, index, seed, frames, truncation, video.batch), {}),
         command="loop", **{"class": _label(index)}, seconds=seconds, seed=seed, truncation=truncation,
