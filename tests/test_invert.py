@@ -14,7 +14,8 @@ from textsleep.cli import app
 from textsleep.errors import UserError
 from textsleep.invert import invert, invert_photo, load_photo, pixel_loss
 from textsleep.media import read_video
-from textsleep.models import load_clip, random_biggan
+from textsleep.models import load_clip
+from textsleep.testing import random_biggan
 from textsleep.render import render
 
 runner = CliRunner()

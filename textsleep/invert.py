@@ -16,10 +16,12 @@ import torch
 from .errors import UserError
 from .explore import check_truncation, load_generator
 from .render import num_latents, render
+from .version import __version__
 
 __all__ = ["load_photo", "pixel_loss", "invert", "invert_photo"]
 
 _DEFAULTS = {"iterations": 300, "cutouts": 32, "seed": 0}  # where an inversion differs from a dream's settings
+_TARGET = "target.png"  # the photo as the inversion compared it, beside the run folder's own files
 
 
 def load_photo(path: str | Path, size: int) -> torch.Tensor:
@@ -169,28 +171,22 @@ def invert_photo(
             on_step(step)
     recipe = dict(command="invert", biggan=name, photo=str(photo), iterations=s.iterations, lr=s.lr, cutouts=s.cutouts)
     recipe.update(pixel_weight=pixel_weight, pixel_size=pixel_size, candidates=candidates, seed=s.seed, truncation=s.truncation)
-    recipe.update(clip_model=clip_spec.name, clip_pretrained=clip_spec.pretrained, start=start, software=f"textsleep {_version()}")
+    recipe.update(clip_model=clip_spec.name, clip_pretrained=clip_spec.pretrained, start=start, software=f"textsleep {__version__}")
     return _save_run(dream, goal, s, recipe, first, time.perf_counter() - started, Path(photo).stem)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _save_run(dream, goal: torch.Tensor, settings, recipe: dict, first: float, seconds: float, stem: str) -> Path:
     """The run folder: image.png, latents.pt and run.json as a dream leaves them, plus target.png."""
-    from . import outputs
     from .media import to_pil
-    from .starts import LATENTS_FILE
+    from .outputs import save_png
+    from .runs import RUN_FILES, RunFolder
 
     images = dream.render(ema=True)
     final = float(pixel_loss(images, goal, recipe["pixel_size"])[0])
     score = dream.score(images)[0]
     recipe.update(first_pixel_loss=round(first, 6), final_pixel_loss=round(final, 6), clip_score=round(score, 5))
     seed, biggan = recipe["seed"], recipe["biggan"]
-    run_dir = outputs.new_run_dir(settings.out, f"invert-{stem}")
+    folder = RunFolder.create(settings.out, f"invert-{stem}")
     averaged = dream.ema.averaged(dream.latents)
     latents = {
         "z": averaged["z"][0].detach().cpu(),
@@ -202,12 +198,12 @@ def _save_run(dream, goal: torch.Tensor, settings, recipe: dict, first: float, s
         "seed": seed,
         "step": dream.step_count,
     }
-    outputs.save_checkpoint(run_dir / LATENTS_FILE, latents)
+    folder.save_latents(latents)
     meta = {"prompt": "", "photo": recipe["photo"], "seed": str(seed), "step": str(dream.step_count), "clip_score": f"{score:.5f}", "recipe": recipe}
-    outputs.save_png(to_pil(images[0]), run_dir / outputs.RUN_FILES["image"], meta)
-    outputs.save_png(to_pil(goal[0]), run_dir / "target.png", {"photo": recipe["photo"]})
+    folder.save_picture(to_pil(images[0]), meta)
+    save_png(to_pil(goal[0]), folder.path / _TARGET, {"photo": recipe["photo"]})
     record = {
-        "textsleep": _version(),
+        "textsleep": __version__,
         "kind": "invert",
         "status": "finished",
         "prompt": "",
@@ -219,7 +215,7 @@ def _save_run(dream, goal: torch.Tensor, settings, recipe: dict, first: float, s
         "steps_done": dream.step_count,
         "final_score": score,
         "seconds": round(seconds, 3),
-        "files": {"image": "image.png", "target": "target.png", "record": "run.json", "latents": LATENTS_FILE},
+        "files": {"image": RUN_FILES["image"], "target": _TARGET, "record": RUN_FILES["record"], "latents": RUN_FILES["latents"]},
     }
-    outputs.write_json(run_dir / outputs.RUN_FILES["record"], record)
-    return run_dir
+    folder.write_record(record)
+    return folder.path

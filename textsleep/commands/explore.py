@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..version import __version__
 from .common import cli_errors, echo_err, settings_default as d
 from .options import EXPLORE_TRUNCATION, AnimationOptions, ClassArg, GridOptions, Seed, Truncation, with_options
 
@@ -24,12 +25,6 @@ _PNG = (".png",)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
 def _mkdir(folder: Path, given: str) -> None:
     from ..errors import UserError
 
@@ -93,7 +88,7 @@ def _numbers(text: str, option: str) -> list[float]:
 
 
 def _recipe(command: str, biggan: str, **fields) -> dict:
-    return {"command": command, "biggan": biggan, **fields, "software": f"textsleep {_version()}"}
+    return {"command": command, "biggan": biggan, **fields, "software": f"textsleep {__version__}"}
 
 
 def _grid(grid: GridOptions, stem: str, draw: Callable, *, cols: int, command: str, **recipe):

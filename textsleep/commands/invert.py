@@ -33,7 +33,7 @@ def invert(
 ) -> None:
     """Find latents and class vectors whose picture matches a photo; saves a run folder (--init / interpolate endpoint)."""
     from ..invert import invert_photo
-    from ..outputs import read_json
+    from ..runs import read_record
 
     progress = None if quiet else _Progress(iterations, pixel_weight)
     try:
@@ -45,7 +45,7 @@ def invert(
     finally:
         if progress is not None:
             progress.close()
-    losses = read_json(run_dir / "run.json")["invert"]
+    losses = read_record(run_dir)["invert"]
     typer.echo(
         f"saved {run_dir} (pixel loss {losses['first_pixel_loss']:.4f} → {losses['final_pixel_loss']:.4f}); "
         f"use it with --init {run_dir} or as an interpolate endpoint"
