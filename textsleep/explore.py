@@ -2,8 +2,9 @@
 
 Every function takes a BigGAN (:func:`load_generator` loads one) and returns
 pictures as tensors in [0, 1], (N, 3, H, W) on the CPU; nothing here prints or
-writes files (a photo's inversion is :mod:`textsleep.invert`).  Animations are generators of frame batches rendered ``batch``
-at a time, so memory stays flat however many frames are asked for.
+writes files (a photo's inversion is :mod:`textsleep.invert`).  Animations
+are generators of frame batches rendered ``batch`` at a time, so memory stays
+flat however many frames are asked for.
 
 Conventions:
 
@@ -27,35 +28,17 @@ import torch
 from .errors import UserError
 from .latents import topk_classes, truncated_normal
 from .render import num_latents, render
+from .settings import DreamSettings
 
 __all__ = [
-    "Point",
-    "SPACES",
-    "MODES",
-    "unit_latents",
-    "one_hot",
-    "class_point",
-    "run_point",
-    "slerp",
-    "mix",
-    "interpolation_weights",
-    "render_points",
-    "sample_grid",
-    "interpolate",
-    "check_truncation",
-    "check_ratio",
-    "check_levels",
-    "breed",
-    "hallucinate_latents",
-    "hallucinate",
-    "zoom_latents",
-    "zoom",
-    "check_values",
-    "truncation_sweep",
-    "loop_latents",
-    "loop",
-    "load_generator",
-    "check_mix",
+    # BigGAN and points in its latent space
+    "load_generator", "Point", "unit_latents", "one_hot", "class_point", "run_point", "render_points",
+    # the walks
+    "sample_grid", "interpolate", "breed", "hallucinate", "zoom", "truncation_sweep", "loop",
+    # their latent arithmetic
+    "slerp", "mix", "hallucinate_latents", "zoom_latents", "loop_latents", "MODES", "SPACES",
+    # their checks (UserError naming the option), to call before a model loads
+    "check_truncation", "check_mix", "check_ratio", "check_levels", "check_values",
 ]
 
 Z_DIM, NUM_CLASSES = 128, 1000
@@ -133,13 +116,14 @@ def run_point(biggan, saved: dict, source: str) -> Point:
 
 
 # ---------------------------------------------------------------------------------------------- rendering
-def load_generator(size: int = 128, biggan: str | None = None, device: str = "auto", precision: str = "auto"):
+def load_generator(
+    size: int = DreamSettings.size, biggan: str | None = None, device: str = DreamSettings.device, precision: str = DreamSettings.precision
+):
     """The BigGAN-deep of ``size`` (or the one ``biggan`` names) on ``device`` at ``precision``, and its name.
 
     The options are checked as a dream's are (:class:`textsleep.settings.DreamSettings`).
     """
     from .models import load_biggan, resolve_device, resolve_dtype
-    from .settings import DreamSettings
 
     name = DreamSettings(size=size, biggan=biggan, device=device, precision=precision).biggan_name
     dev = resolve_device(device)
@@ -263,7 +247,7 @@ def mix(a: Point, b: Point, t: torch.Tensor, mode: str = "linear", space: str = 
     return z, classes, truncations
 
 
-def interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
+def _interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
     """Weights 0 … 1 over ``frames`` frames (first A, last B); ``loop`` adds the way back, without repeating A or B.
 
     With ``loop`` there are 2·frames − 2 frames and the animation repeats seamlessly.
@@ -284,7 +268,7 @@ def interpolate(
     """
     _check_batch(batch)
     check_mix(mode, space)
-    return _interpolated(biggan, a, b, interpolation_weights(frames, loop), mode, space, batch)
+    return _interpolated(biggan, a, b, _interpolation_weights(frames, loop), mode, space, batch)
 
 
 def _interpolated(biggan, a: Point, b: Point, weights: torch.Tensor, mode: str, space: str, batch: int) -> Iterator[torch.Tensor]:
