@@ -298,6 +298,7 @@ def _other_size_run(folder):
         (lambda tmp: ["truncation-sweep", "bubble", "--values", "0,0.5"], ["--values 0.0", "(0, 1]"]),
         (lambda tmp: ["interpolate", "bubble", "207", "--mode", "cubic"], ["--mode 'cubic'", "linear, slerp"]),
         (lambda tmp: ["sample", "--class", "1", "--truncation", "1.5"], ["--truncation 1.5", "(0, 1]"]),
+        (lambda tmp: ["zoom", "bubble", "--batch", "0"], ["--batch 0", ">= 1"]),
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(gan_args, tmp_path, make_args, fragments):

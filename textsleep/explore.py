@@ -137,6 +137,7 @@ def _device(biggan) -> torch.device:
 @torch.inference_mode()
 def _render(biggan, z: torch.Tensor, classes: torch.Tensor, truncation: float, batch: int) -> Iterator[torch.Tensor]:
     """Render (N, L, 128) × (N, L, 1000) at one truncation, ``batch`` pictures at a time, onto the CPU."""
+    _check_batch(batch)
     device = _device(biggan)
     for i in range(0, z.shape[0], batch):
         yield render(biggan, z[i : i + batch].to(device), classes[i : i + batch].to(device), truncation).cpu()
@@ -144,7 +145,6 @@ def _render(biggan, z: torch.Tensor, classes: torch.Tensor, truncation: float, b
 
 def render_points(biggan, points: Sequence[Point], batch: int = 8) -> Iterator[torch.Tensor]:
     """Render points in order, ``batch`` at a time (points in a batch share one truncation)."""
-    _check_batch(batch)
     i = 0
     while i < len(points):
         j = i + 1
