@@ -127,26 +127,30 @@ def test_tiles_with_enough_overlap_equal_one_pass(nets):
     each shared edge (20 px) covers that, so the tiled result is the one-pass result.
     """
     net = up.load_upscaler(nets[4], scale=4)
-    image = picture(180, 130)
+    image = picture(250, 180)
     whole = np.asarray(up.upscale_image(image, upscaler=net, tile=0), dtype=int)
     sizes: list = []
-    tiled = np.asarray(up.upscale_image(image, upscaler=_counting(net, sizes), tile=112, overlap=80), dtype=int)
-    assert len(sizes) == 4 * 2 and all(h <= 112 and w <= 112 for h, w in sizes)
+    tiled = np.asarray(up.upscale_image(image, upscaler=_counting(net, sizes), tile=96, overlap=80), dtype=int)
+    assert sizes == [(90 + 80, 84 + 80)] * (2 * 3)  # ceil(180/96) x ceil(250/96) pieces, each grown by the overlap
     diff = np.abs(whole - tiled)
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999
 
 
 def test_default_overlap_blends_seams_closely(nets):
-    """Tolerance with the default overlap (32) and small tiles: mean difference under 1 level, max under 24."""
+    """Tolerance with the default overlap (32) and small tiles: at most 2 levels, mean under 0.05 level.
+
+    For the 2x network this needs the pieces to start on even pixels (its pixel-unshuffle then groups the same
+    2x2 blocks as one pass does); starting anywhere else gives a mean difference of about 0.13.
+    """
     for scale in (4, 2):
         net = up.load_upscaler(nets[scale], scale=scale)
         image = picture(150, 110)
         whole = np.asarray(up.upscale_image(image, scale=scale, upscaler=net, tile=0), dtype=int)
         sizes: list = []
         tiled = np.asarray(up.upscale_image(image, scale=scale, upscaler=_counting(net, sizes), tile=64), dtype=int)
-        assert len(sizes) > 4
+        assert len(sizes) == 2 * 3 and all(h <= 55 + 32 + 3 and w <= 50 + 32 + 3 for h, w in sizes), sizes
         diff = np.abs(whole - tiled)
-        assert diff.mean() < 1.0 and diff.max() < 24, (scale, diff.mean(), diff.max())
+        assert diff.mean() < 0.05 and diff.max() <= 2, (scale, diff.mean(), diff.max())
 
 
 def test_tiles_without_blending_would_show_seams(nets):

@@ -9,6 +9,7 @@ bounded by the tile size rather than the picture's.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,18 +37,22 @@ __all__ = [
 
 SCALES = (2, 4)
 DEFAULT_UPSCALERS = {4: "RealESRGAN_x4plus", 2: "RealESRGAN_x2plus"}
-DEFAULT_TILE = 256  # input pixels per tile side (0: the whole picture in one pass)
+DEFAULT_TILE = 256  # about this many input pixels per piece side, plus the overlap (0: the whole picture at once)
 DEFAULT_OVERLAP = 32  # input pixels shared by neighbouring tiles (at most half a tile)
 
 
 @dataclass
 class Upscaler:
-    """A loaded network: ``name`` (known name or file path), ``scale``, the spandrel descriptor and its device."""
+    """A loaded network: ``name`` (known name or file path), ``scale``, the spandrel descriptor and its device.
+
+    ``align``: pieces of a picture must start at multiples of this (2x networks pixel-unshuffle first).
+    """
 
     name: str
     scale: int
     descriptor: Any
     device: "torch.device"
+    align: int = 1
 
     def __call__(self, x: "torch.Tensor") -> "torch.Tensor":
         """(1, 3, h, w) in [0, 1] → (1, 3, h·scale, w·scale) in [0, 1]."""
@@ -97,7 +102,8 @@ def load_upscaler(
         raise UserError(f"--upscaler {str(path)!r} is a {descriptor.architecture.name} network, not an RGB upscaler")
     _check_network_scale(name, descriptor.scale, scale)
     descriptor.to(device).eval()
-    return Upscaler(name=name, scale=descriptor.scale, descriptor=descriptor, device=device)
+    align = descriptor.size_requirements.multiple_of
+    return Upscaler(name=name, scale=descriptor.scale, descriptor=descriptor, device=device, align=align)
 
 
 def _check_network_scale(name: str, network_scale: int, scale: int) -> None:
@@ -117,18 +123,24 @@ def _check_tiles(tile: int, overlap: int | None) -> int:
         raise UserError(f"--tile {tile}: give at least 16 pixels, or 0 for the whole picture in one pass")
     if overlap is None:
         overlap = min(DEFAULT_OVERLAP, tile // 2)
-    if tile and not 0 <= overlap < tile:
-        raise UserError(f"overlap {overlap}: it must be at least 0 and less than the tile ({tile})")
+    if tile and not 0 <= overlap <= tile:
+        raise UserError(f"overlap {overlap}: it must be between 0 and the tile ({tile})")
     return overlap
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Tile starts along one side: stride ``tile - overlap``, the last tile flush with the end."""
-    if length <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+def _windows(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """(start, size) of the pieces along one side: ``ceil(length / tile)`` pieces about ``length / n + overlap``
+    long, spread evenly so neighbours share at least ``overlap`` pixels.
+
+    Starts are multiples of ``align``: a network that first pixel-unshuffles the
+    picture (the 2x one) then groups the same pixels as in one pass.
+    """
+    n = math.ceil(length / tile) if tile else 1
+    size = min(length, math.ceil(length / n) + overlap)
+    if n == 1 or size >= length:
+        return [(0, length)]
+    starts = [round(i * (length - size) / (n - 1)) // align * align for i in range(n)]
+    return [(a, size if i < n - 1 else length - a) for i, a in enumerate(starts)]
 
 
 def _ramp(start: int, size: int, length: int, scale: int, overlap: int) -> "torch.Tensor":
@@ -156,15 +168,14 @@ def _run_tiled(net: Upscaler, x: "torch.Tensor", tile: int, overlap: int) -> "to
 
     _, _, h, w = x.shape
     s = net.scale
-    if not tile or (h <= tile and w <= tile):
+    rows, cols = _windows(h, tile, overlap, net.align), _windows(w, tile, overlap, net.align)
+    if len(rows) == len(cols) == 1:
         return net(x).float().cpu()
     out = torch.zeros(1, 3, h * s, w * s)
     total = torch.zeros(1, 1, h * s, w * s)
-    for top in _starts(h, tile, overlap):
-        th = min(tile, h)
+    for top, th in rows:
         wy = _ramp(top, th, h, s, overlap)
-        for left in _starts(w, tile, overlap):
-            tw = min(tile, w)
+        for left, tw in cols:
             piece = net(x[:, :, top : top + th, left : left + tw]).float().cpu()
             weight = wy[:, None] * _ramp(left, tw, w, s, overlap)[None, :]
             out[:, :, top * s : (top + th) * s, left * s : (left + tw) * s] += piece * weight
@@ -184,9 +195,10 @@ def upscale_image(
 ) -> "Image.Image":
     """``image`` enlarged ``scale`` times (RGB; an alpha channel is resized alongside with Lanczos).
 
-    ``tile`` is the side, in input pixels, of the pieces the network sees at once
-    (0: the whole picture); neighbouring pieces share ``overlap`` pixels, blended
-    (default ``DEFAULT_OVERLAP``, at most half the tile).
+    The network sees the picture in ``ceil(side / tile)`` pieces per side (``tile``
+    in input pixels; 0: the whole picture at once), each grown by ``overlap``
+    pixels shared with its neighbours and blended (default ``DEFAULT_OVERLAP``, at
+    most half the tile).  Memory grows with ``(tile + overlap)²``, not the picture.
     """
     import numpy as np
     import torch
