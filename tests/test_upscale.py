@@ -339,6 +339,28 @@ def test_without_spandrel_the_extra_is_named(nets, tmp_path, monkeypatch):
     _one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "--upscaler", str(nets[4])]), 'pip install "textsleep[upscale]"')
 
 
+def test_check_upscale_fails_before_any_work(nets, monkeypatch):
+    up.check_upscale(4)
+    up.check_upscale(2, nets[2])
+    with pytest.raises(UserError, match="allowed are 2, 4"):
+        up.check_upscale(3)
+    with pytest.raises(UserError, match="neither a known upscaler"):
+        up.check_upscale(4, "nowhere.pth")
+    monkeypatch.setitem(sys.modules, "spandrel", None)
+    with pytest.raises(UserError, match=re.escape('pip install "textsleep[upscale]"')):
+        up.check_upscale(4)
+
+
+def test_a_dream_with_upscale_writes_image_x4_beside_image_png(served, tiny_options):
+    from textsleep import Imagine
+
+    run = Imagine("upside down tree", upscale=4, **tiny_options)()
+    with Image.open(run / "image.png") as small, Image.open(run / "image_x4.png") as big:
+        assert big.size == (small.width * 4, small.height * 4)
+    text = read_png_text(run / "image_x4.png")
+    assert "upside down tree" in json.dumps(text) and json.loads(text["upscaler"]) == {"name": "RealESRGAN_x4plus", "scale": 4}
+
+
 @pytest.mark.weights
 def test_real_realesrgan_x4plus_enlarges_a_picture(tmp_path):
     big = up.upscale_image(picture(64, 48), scale=4, tile=32)

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_TILE",
     "DEFAULT_OVERLAP",
     "Upscaler",
+    "check_upscale",
     "load_upscaler",
     "upscale_image",
     "upscale_file",
@@ -71,6 +72,18 @@ def _spandrel():
     except ImportError:
         raise UserError('upscaling needs the spandrel package: pip install "textsleep[upscale]"') from None
     return spandrel
+
+
+def check_upscale(scale: int, upscaler: str | os.PathLike | None = None) -> None:
+    """Fail now, not after a long dream: the scale is allowed, spandrel is installed, the upscaler is a known
+    name or an existing file (nothing is downloaded or loaded)."""
+    from . import weights
+
+    _check_scale(scale)
+    _spandrel()
+    name = str(upscaler) if upscaler is not None else DEFAULT_UPSCALERS[scale]
+    if name not in weights.UPSCALERS:
+        weights.upscaler_file(name)
 
 
 def load_upscaler(
@@ -345,11 +358,13 @@ def upscale_run(
     ``image.png`` itself is never touched; an earlier ``image_x4.png`` is
     replaced (a resumed run's picture has changed).  Returns the files written.
     """
-    run_dir = Path(run_dir)
+    from .runs import RUN_FILES
+
+    run_dir, image = Path(run_dir), RUN_FILES["image"]
     if not run_dir.is_dir():
         raise UserError(f"{str(run_dir)!r} is not a run folder")
-    sources = [p for p in [run_dir / "image.png", *sorted(run_dir.glob("*/image.png"))] if p.is_file()]
+    sources = [p for p in [run_dir / image, *sorted(run_dir.glob(f"*/{image}"))] if p.is_file()]
     if not sources:
-        raise UserError(f"{str(run_dir)!r} has no image.png to upscale")
+        raise UserError(f"{str(run_dir)!r} has no {image} to upscale")
     net = load_upscaler(upscaler, scale=scale, device=device, progress=progress)
     return [upscale_file(p, scale=scale, upscaler=net, tile=tile) for p in sources]
