@@ -20,7 +20,7 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["slugify", "save_png", "read_png_text", "write_text", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "temp_beside", "WriteError"]
+__all__ = ["atomic_write", "slugify", "save_png", "read_png_text", "write_text", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "temp_beside", "WriteError"]
 
 _MAX_SLUG = 60
 
@@ -45,7 +45,7 @@ class WriteError(UserError):
     """A file could not be written (full disk, file-size limit, no permission); what was there before is unchanged."""
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename over the target."""
     path = Path(path)
     tmp = None
@@ -88,7 +88,7 @@ def save_png(image, path: str | os.PathLike, text: dict[str, Any] | None = None)
     info = PngInfo()
     for key, value in (text or {}).items():
         info.add_itxt(key, value if isinstance(value, str) else json.dumps(value))
-    _atomic(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+    atomic_write(Path(path), lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
     return Path(path)
 
 
@@ -100,7 +100,7 @@ def read_png_text(path: str | os.PathLike) -> dict[str, str]:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return Path(path)
 
 
@@ -110,7 +110,7 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
             json.dump(data, f, indent=2, ensure_ascii=False, default=str)
             f.write("\n")
 
-    _atomic(Path(path), write)
+    atomic_write(Path(path), write)
     return Path(path)
 
 
@@ -128,7 +128,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
         with open(tmp, "wb") as f:  # (a Python file, so a failed write keeps the operating system's reason)
             torch.save(state, f)
 
-    _atomic(Path(path), write)
+    atomic_write(Path(path), write)
     return Path(path)
 
 

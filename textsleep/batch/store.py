@@ -64,7 +64,7 @@ def _write_synced(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
 
-    outputs._atomic(path, write)
+    outputs.atomic_write(path, write)
 
 
 class BatchFolder:
