@@ -52,7 +52,7 @@ def _main(
 def _register() -> None:
     from importlib import import_module
 
-    for name in ("dream", "weights", "explore", "batch", "bench", "quality"):
+    for name in ("dream", "weights", "explore", "batch", "bench", "quality", "ui"):
         try:
             module = import_module(f"textsleep.commands.{name}")
         except ModuleNotFoundError as err:
