@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from randomweights import write_biggan, write_clip  # noqa: E402
+from textsleep.testing import write_biggan, write_clip  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

@@ -216,7 +216,7 @@ def test_a_failing_job_is_recorded_and_the_batch_goes_on(tmp_path, quick):
 def test_a_job_claimed_by_another_worker_is_left_to_it(tmp_path, quick):
     path = _prompts(tmp_path, "mine\ntheirs\n")
     out = tmp_path / "batch"
-    from textsleep.commands.dream import parse_dream_args
+    from textsleep.options import parse_options as parse_dream_args
 
     plan = lib.plan_batch(path, parse_dream_args(quick))  # the same jobs the command will find
     folder = lib.BatchFolder(out)

@@ -77,7 +77,7 @@ def test_biggan_folder_missing_a_file(tiny_args, tmp_path):
 
 
 def test_biggan_of_the_wrong_architecture(tiny, tiny_args, tmp_path):
-    from randomweights import write_biggan
+    from textsleep.testing import write_biggan
 
     other = write_biggan(tmp_path / "wide", size=128, channel_width=8)
     folder = tmp_path / "mixed"

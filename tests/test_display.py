@@ -1,5 +1,7 @@
 """The notebook hook: kernel detection without importing IPython, and in-place updates through a fake kernel."""
 
+import io
+import json
 import subprocess
 import sys
 import types
@@ -82,38 +84,39 @@ def test_bad_display_every_is_a_one_line_error(bad):
         display.notebook_hook(bad)
 
 
-def _drive(imagine, hook, status="finished"):
-    """What Imagine does with an on_step hook: call it after every step, then close it."""
-    for step in imagine.steps():
-        hook(imagine, step)
-    hook.close(imagine, status)
-
-
 def test_one_picture_output_updated_in_place_every_n_steps(monkeypatch, tiny_options):
     kernel = _Kernel().install(monkeypatch)
-    imagine = Imagine("a red cube", **{**tiny_options, "iterations": 6}, quiet=True)
-    hook = display.notebook_hook(2)
-    _drive(imagine, hook)
+    run_dir = Imagine("a red cube", **{**tiny_options, "iterations": 6}, display_every=2)()
     bar, picture = kernel.handles  # two outputs for the whole run, however many steps
     views = picture.shown
     # shown at step 1, updated at steps 2, 4, 6, and once more when the run ends
     assert [v.headline for v in views] == ["step 1/6", "step 2/6", "step 4/6", "step 6/6", "finished at step 6/6"]
     for view in views:
         bundle = view._repr_mimebundle_()
-        png = Image.open(__import__("io").BytesIO(bundle["image/png"]))
+        png = Image.open(io.BytesIO(bundle["image/png"]))
         assert png.size == (128 + 8, 128 + 8)
         assert "data:image/png;base64," in bundle["text/html"] and "score" in bundle["text/html"]
-    assert "prompt: a red cube" in views[0].details
+    assert "prompt: a red cube" in views[0].details and f"folder: {run_dir}" in views[-1].details
     assert views[1].strip().tobytes() != views[-1].strip().tobytes()  # the picture moves as it dreams
+    with Image.open(run_dir / "image.png") as saved:  # the last picture shown is the one saved
+        assert views[-1].pictures[0].tobytes() == saved.convert("RGB").tobytes()
     texts = [b.text for b in bar.shown]
     assert texts[0].startswith("1/6 steps") and texts[-1].startswith("finished: 6/6 steps")
     assert bar.shown[-1]._repr_mimebundle_()["text/html"].count("<progress") == 1
 
 
+def test_quiet_or_zero_shows_nothing(monkeypatch, tiny_options):
+    kernel = _Kernel().install(monkeypatch)
+    Imagine("a red cube", **{**tiny_options, "iterations": 2}, display_every=0)()
+    Imagine("a red cube", **{**tiny_options, "iterations": 2}, quiet=True)()
+    assert kernel.handles == []
+    Imagine("a red cube", **{**tiny_options, "iterations": 2})()  # the default inside a kernel: shown
+    assert len(kernel.handles) == 2
+
+
 def test_several_pictures_side_by_side_each_with_its_score(monkeypatch, tiny_options):
     kernel = _Kernel().install(monkeypatch)
-    imagine = Imagine("a red cube", **{**tiny_options, "iterations": 2, "num_images": 3}, quiet=True)
-    _drive(imagine, display.notebook_hook(2))
+    Imagine("a red cube", **{**tiny_options, "iterations": 2, "num_images": 3}, display_every=2)()
     view = kernel.handles[1].shown[-1]
     assert len(view.pictures) == 3 and view.strip().size == (3 * 128 + 16, 128 + 8)
     assert [c.split(" · ")[0] for c in view.captions] == ["seed 7", "seed 8", "seed 9"]
@@ -121,31 +124,49 @@ def test_several_pictures_side_by_side_each_with_its_score(monkeypatch, tiny_opt
     assert view._repr_mimebundle_()["text/html"].count("<img") == 3
 
 
-def test_an_interrupted_run_says_how_to_resume(monkeypatch, tiny_options, tmp_path, capsys):
+class _Stop:
+    """A hook that stops the dream at a step, as the kernel's interrupt or a Stop button would."""
+
+    def __init__(self, at, interrupt=False):
+        self.at, self.interrupt = at, interrupt
+
+    def __call__(self, imagine, step):
+        if step.index == self.at:
+            if self.interrupt:
+                raise KeyboardInterrupt
+            imagine.stop()
+
+
+@pytest.mark.parametrize("interrupt", [True, False], ids=["kernel-interrupt", "stop"])
+def test_a_stopped_run_closes_the_display_and_says_how_to_resume(monkeypatch, tiny_options, capsys, interrupt):
     kernel = _Kernel().install(monkeypatch)
-    imagine = Imagine("a red cube", **tiny_options, quiet=True)
-    imagine.run_dir = tmp_path / "a_red_cube"
-    hook = display.notebook_hook(50)
-    for step in imagine.steps():
-        hook(imagine, step)
-        if step.index == 2:
-            break
-    hook.close(imagine, "interrupted")
+    imagine = Imagine("a red cube", **tiny_options, on_step=_Stop(2, interrupt), display_every=50)
+    if interrupt:
+        with pytest.raises(KeyboardInterrupt):
+            imagine()
+    else:
+        imagine()
     out = capsys.readouterr().out
     assert f"stopped at step 2; saved to {imagine.run_dir}" in out
     assert f"Imagine(resume={str(imagine.run_dir)!r})" in out
     bar, picture = kernel.handles
     assert bar.shown[-1].text.startswith("interrupted: 2/4 steps")
     assert picture.shown[-1].headline == "interrupted at step 2/4"
+    assert (imagine.run_dir / "checkpoint.pt").is_file()
+    Imagine(resume=imagine.run_dir, display_every=0)()  # and it resumes
+    assert json.loads((imagine.run_dir / "run.json").read_text())["steps_done"] == 4
+
+
+class _Fail:
+    def __call__(self, imagine, step):
+        if step.index == 2:
+            raise RuntimeError("out of memory")
 
 
 def test_a_failed_run_leaves_the_last_picture_and_marks_the_bar(monkeypatch, tiny_options):
     kernel = _Kernel().install(monkeypatch)
-    imagine = Imagine("a red cube", **tiny_options, quiet=True)
-    hook = display.notebook_hook(50)
-    step = next(imagine.steps())
-    hook(imagine, step)
-    hook.close(imagine, "failed")
+    with pytest.raises(RuntimeError):
+        Imagine("a red cube", **tiny_options, on_step=_Fail(), display_every=50)()
     bar, picture = kernel.handles
     assert bar.shown[-1].failed and "color:#b00020" in bar.shown[-1]._repr_mimebundle_()["text/html"]
     assert len(picture.shown) == 1  # no render after a failure

@@ -15,7 +15,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
-    from randomweights import write_clip
+    from textsleep.testing import write_clip
 
     config, weights = write_clip(tmp_path_factory.mktemp("judge"), name="textsleep-tiny-judge", seed=5)
     return ["--judge-model", str(config), "--judge-pretrained", str(weights)]

@@ -15,7 +15,7 @@ from textsleep.cli import app
 from textsleep.errors import UserError
 from textsleep.imagenet import resolve_class
 from textsleep.media import read_video
-from textsleep.models import random_biggan
+from textsleep.testing import random_biggan
 from textsleep.render import num_latents, render
 
 runner = CliRunner()

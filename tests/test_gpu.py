@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from textsleep import Imagine
-from textsleep.models import random_biggan
+from textsleep.testing import random_biggan
 from textsleep.render import num_latents, render
 
 pytestmark = pytest.mark.gpu

@@ -10,7 +10,7 @@ from PIL import Image
 from textsleep import DreamSettings, Imagine, UserError
 from textsleep.cutouts import Cutouts
 from textsleep.dream import Dream, Judge
-from textsleep.models import random_biggan, random_clip
+from textsleep.testing import random_biggan, random_clip
 from textsleep.starts import best_of_k
 
 

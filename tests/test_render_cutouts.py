@@ -1,7 +1,7 @@
 import torch
 
 from textsleep.cutouts import Cutouts
-from textsleep.models import random_biggan
+from textsleep.testing import random_biggan
 from textsleep.render import affine_relu, num_latents, render
 
 

@@ -9,6 +9,6 @@ from .errors import UserError
 from .imagine import Imagine
 from .models import load_biggan, load_clip
 from .settings import DreamSettings
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Imagine", "DreamSettings", "Dream", "Step", "UserError", "load_biggan", "load_clip", "__version__"]

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from . import outputs
+from .runs import RUN_FILES
 from .errors import UserError
 
 __all__ = [
@@ -85,7 +86,7 @@ GALLERY = "index.html"
 RUNS = "runs"
 CLAIMS = "claims"
 # settings that change where or how a job runs, not its picture: not part of a job's identity
-RUN_ONLY = frozenset({"device", "out", "save_every", "save_progress", "video", "cutout_batch"})
+from .settings import RUN_ONLY  # noqa: E402  (settings that change where or how a job runs)
 # options a line may not set: the batch decides them
 _BATCH_DECIDES = {
     "--out": "the batch folder is --out of textsleep batch",
@@ -234,7 +235,7 @@ def _line_jobs(file, number, source, occurrence, base, defaults, identity, repea
 
 def _parse_line(source: str, base: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A line → (prompt text, dream options, batch options ``seeds``/``repeat``)."""
-    from .commands.dream import parse_dream_args
+    from .options import parse_options as parse_dream_args
 
     match = _SEPARATOR.search(source)
     prompt, rest = (source[: match.start()].strip(), source[match.end():]) if match else (source, "")
@@ -677,7 +678,7 @@ def _run_one(folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, m
     """Start or resume one job in its run folder and record how it ended."""
     record = folder.records()[job.id]
     run_dir = folder.path / (record.get("folder") or f"{RUNS}/{job.folder}")
-    resumable = (run_dir / outputs.RUN_FILES["record"]).is_file() and (run_dir / outputs.RUN_FILES["checkpoint"]).is_file()
+    resumable = (run_dir / RUN_FILES["record"]).is_file() and (run_dir / RUN_FILES["checkpoint"]).is_file()
     saved_steps = _steps_saved(run_dir) if resumable else 0
     # an attempt still marked running was stopped without a word (killed, power cut): it got as far as the checkpoint
     record["attempts"] = [
@@ -717,10 +718,7 @@ def _imagine(folder: BatchFolder, job: Job, run_dir: Path, resumable: bool, *, d
     if resumable:
         keep = {k: job.settings[k] for k in ("iterations", "save_every", "save_progress", "video")}
         return Imagine(resume=run_dir, quiet=quiet, models=models, **keep, **run_only)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    imagine = Imagine(quiet=quiet, models=models, **{**job.settings, "out": str(folder.runs), **run_only})
-    imagine.run_dir = run_dir  # the job's own folder, so a rerun finds it
-    return imagine
+    return Imagine(quiet=quiet, models=models, run_dir=run_dir, **{**job.settings, "out": str(folder.runs), **run_only})  # the job's own folder, so a rerun finds it
 
 
 def _record_attempt(folder: BatchFolder, record: dict, attempt: dict, imagine, status: str, t0: float | None, error: str | None = None) -> None:
@@ -746,7 +744,7 @@ def _outcome(run_dir: Path, record: dict, *, status: str, seconds: float, steps_
     if status == _DONE:
         fields["finished"] = _now()
         fields["error"] = None
-    run_file = run_dir / outputs.RUN_FILES["record"]
+    run_file = run_dir / RUN_FILES["record"]
     if run_file.is_file():
         run = outputs.read_json(run_file)
         fields.update(steps_done=run.get("steps_done", 0), final_score=run.get("final_score"), best_score=run.get("best_score"))
@@ -755,7 +753,7 @@ def _outcome(run_dir: Path, record: dict, *, status: str, seconds: float, steps_
 
 def _steps_saved(run_dir: Path) -> int:
     """Steps done as the run folder's record says (0 when there is none yet)."""
-    run_file = run_dir / outputs.RUN_FILES["record"]
+    run_file = run_dir / RUN_FILES["record"]
     try:
         return int(outputs.read_json(run_file).get("steps_done") or 0)
     except (OSError, ValueError):
@@ -764,7 +762,7 @@ def _steps_saved(run_dir: Path) -> int:
 
 def _already_finished(run_dir: Path, job: Job) -> bool:
     """A run that ended but whose record was not updated (killed between the two)."""
-    run_file = run_dir / outputs.RUN_FILES["record"]
+    run_file = run_dir / RUN_FILES["record"]
     if not run_file.is_file():
         return False
     run = outputs.read_json(run_file)

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .dream import Dream, Judge
-from .models import random_biggan, random_clip, resolve_device, resolve_dtype
+from .models import resolve_device, resolve_dtype
+from .testing import random_biggan, random_clip
 from .render import render
 from .settings import DreamSettings
 

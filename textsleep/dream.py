@@ -111,13 +111,13 @@ class Dream:
         judges: list[Judge],
         *,
         seeds: list[int],
-        lr: float = 0.07,
-        cutouts: int = 128,
-        augment: str = "light",
-        truncation: float = 1.0,
+        lr: float = DreamSettings.lr,
+        cutouts: int = DreamSettings.cutouts,
+        augment: str = DreamSettings.augment,
+        truncation: float = DreamSettings.truncation,
         max_classes: int | None = None,
-        class_temperature: float = 2.0,
-        ema_decay: float = 0.99,
+        class_temperature: float = DreamSettings.class_temperature,
+        ema_decay: float = DreamSettings.ema_decay,
         extra_loss=None,
         cutout_batch: int | None = DreamSettings.cutout_batch,
     ) -> None:
@@ -125,9 +125,7 @@ class Dream:
         self.extra_loss = extra_loss  # optional f(images (B,3,H,W)) -> (B,) added to the loss, e.g. a pixel loss
         self.judges = judges
         self.device = judges[0].clip.device
-        for judge in judges:  # (clones: embeddings made under inference mode cannot join autograd)
-            judge.prompt_embeds = judge.prompt_embeds.to(judge.clip.device).clone()
-            judge.prompt_weights = judge.prompt_weights.to(judge.clip.device).clone()
+        self.aim([(j.prompt_embeds, j.prompt_weights) for j in judges])  # (clones: embeddings made under inference mode cannot join autograd)
         self.truncation, self.max_classes = truncation, max_classes
         self.seeds = list(seeds)
         self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
@@ -143,6 +141,31 @@ class Dream:
         self.cutouts = [Cutouts(j.clip.image_size, cutouts, augment) for j in judges]
         self.cutout_batch = cutout_batch  # cutouts CLIP encodes at once (None: all); caps memory, same result
         self.step_count = 0
+
+    @classmethod
+    def from_settings(cls, biggan, judges: list[Judge], settings: DreamSettings, *, extra_loss=None) -> "Dream":
+        """A dream with every knob taken from ``settings`` (one picture per seed)."""
+        s = settings
+        return cls(
+            biggan,
+            judges,
+            seeds=s.seeds,
+            lr=s.lr,
+            cutouts=s.cutouts,
+            cutout_batch=s.cutout_batch,
+            augment=s.augment,
+            truncation=s.truncation,
+            max_classes=s.max_classes,
+            class_temperature=s.class_temperature,
+            ema_decay=s.ema_decay,
+            extra_loss=extra_loss,
+        )
+
+    def aim(self, targets: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Aim at other prompts from the next step on: one (embeddings (P, D), weights (P,)) per judge (a story's next part)."""
+        for judge, (embeds, weights) in zip(self.judges, targets, strict=True):
+            judge.prompt_embeds = embeds.to(judge.clip.device).clone()
+            judge.prompt_weights = weights.to(judge.clip.device).clone()
 
     @property
     def clip(self) -> Clip:

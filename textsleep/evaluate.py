@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import outputs
+from .runs import RUN_FILES
 from .errors import UserError
 from .models import ModelCache
 
@@ -75,7 +76,7 @@ def run_eval(
             start = time.perf_counter()
             run_dir = imagine()
             seconds = time.perf_counter() - start
-            with Image.open(run_dir / outputs.RUN_FILES["image"]) as im:
+            with Image.open(run_dir / RUN_FILES["image"]) as im:
                 pixels = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
             yield EvalRow(prompt, seed, judge_score(judge, pixels, prompt), imagine.final_score, round(seconds, 3), str(run_dir))
 
@@ -106,7 +107,7 @@ def write_results(rows: list[EvalRow], meta: dict, folder: Path) -> Path:
         writer.writerows(asdict(r) for r in rows)
     images, captions = [], []
     for r in rows:
-        with Image.open(Path(r.run_dir) / outputs.RUN_FILES["image"]) as im:
+        with Image.open(Path(r.run_dir) / RUN_FILES["image"]) as im:
             images.append(im.convert("RGB"))
         captions.append(f"{r.judge_score:.3f} {r.prompt[:36]}")
     outputs.save_png(contact_sheet(images, captions, cols=max(1, len(meta.get("seeds", [0])))), folder / "sheet.png", {"eval": meta})

@@ -3,6 +3,11 @@
 >>> from textsleep import Imagine
 >>> Imagine(text="upside down tree", iterations=1000)()          # doctest: +SKIP
 >>> for step in Imagine(text="a red cube").steps(): ...           # doctest: +SKIP
+
+A whole run reads as numbered phases: 1. check the inputs (when made),
+2. load the models, 3. encode the prompts, 4. choose the start, 5. the loop,
+6. finish.  Whatever watches a run — the command line's progress bar, a
+notebook's live picture, the web page — is a per-step hook (``on_step``).
 """
 
 from __future__ import annotations
@@ -10,37 +15,35 @@ from __future__ import annotations
 import dataclasses
 import platform
 import secrets
-import shutil
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from . import outputs
 from .dream import Dream, Judge, Step, encode_prompts
 from .errors import UserError
 from .models import ModelCache, resolve_device, resolve_dtype
-from .prompts import parse_prompts
-from .render import num_latents, render
+from .prompts import parse_story, story_parts
+from .runs import RUN_FILES, RunFolder
 from .settings import DreamSettings
-from .starts import LATENTS_FILE, best_of_k, class_logits, load_latents, rank_classes
+from .starts import choose_start
+from .version import __version__
 
-__all__ = ["Imagine"]
+__all__ = ["Imagine", "DreamFailed", "PATIENCE_MARGIN"]
 
 # big-sleep's keyword names, where they mean the same thing as ours
 _ALIASES = {"image_size": "size", "num_cutouts": "cutouts", "img": "images", "text_min": "negatives"}
-# what may differ when a run is resumed (everything else must stay as it was for the picture to continue)
-_RESUMABLE = {"iterations", "save_every", "save_progress", "video", "device", "out", "keep", "cutout_batch"}
+PATIENCE_MARGIN = 1e-3  # a step's CLIP score counts as better than the best so far only by more than this
 
 
-def _version() -> str:
-    from . import __version__
+class DreamFailed(UserError):
+    """The dream could not go on (its numbers became NaN or infinite); the last saved picture and checkpoint are kept."""
 
-    return __version__
+
+Hook = Callable[["Imagine", Step], Any]
 
 
 class Imagine:
@@ -49,7 +52,12 @@ class Imagine:
     Keyword options are the fields of :class:`DreamSettings` (big-sleep's
     ``image_size``, ``num_cutouts``, ``img`` and ``text_min`` work too).
     ``resume`` continues a run folder exactly where its checkpoint left off;
-    ``models`` shares loaded models between several dreams.
+    ``run_dir`` dreams into that folder instead of a new one under ``out``;
+    ``models`` shares loaded models between several dreams; ``on_step`` is a
+    hook ``f(imagine, step)`` (or a list of them) called after every step — a
+    hook's ``close(imagine, status)``, if it has one, is called when the run ends;
+    ``display_every`` shows the picture in a Jupyter/Colab notebook every N steps
+    (default 50 there, never elsewhere; 0 turns it off).
     """
 
     def __init__(
@@ -58,144 +66,141 @@ class Imagine:
         *,
         settings: DreamSettings | None = None,
         resume: str | Path | None = None,
-        quiet: bool = False,
+        run_dir: str | Path | None = None,
         models: ModelCache | None = None,
+        on_step: Hook | list[Hook] | None = None,
+        display_every: int | None = None,
+        quiet: bool = False,
         **options: Any,
     ) -> None:
+        # 1. check the inputs: everything a user can get wrong fails here, before any model loads
         options = {_ALIASES.get(k, k): v for k, v in options.items()}
         if text:
             options["text"] = text
-        self.run_dir: Path | None = None
+        self.folder: RunFolder | None = None
         self._checkpoint: dict | None = None
-        self._record: dict = {}
+        record: dict = {}
         if resume is not None:
-            settings = self._load_resume(Path(resume), settings, options)
+            self.folder = RunFolder.open(resume)
+            record = self.folder.read_record()
+            changes = {**(settings.to_dict() if settings else {}), **options}
+            settings = DreamSettings.from_dict(record["settings"]).resumed_with(changes)
+            self._checkpoint = self.folder.load_checkpoint()
         else:
-            base = settings.to_dict() if settings else {}
-            base.update(options)
-            settings = DreamSettings.from_dict(base)
+            settings = DreamSettings.from_dict({**(settings.to_dict() if settings else {}), **options})
+            if run_dir is not None:
+                self.folder = RunFolder.at(run_dir)
         if settings.seed is None:
             settings = settings.replace(seed=secrets.randbelow(2**31))
         self.settings = settings
-        self.prompts = parse_prompts(settings.text, settings.images, settings.negatives)
+        self.story = parse_story(settings.text, settings.images, settings.negatives)
+        self.story_texts = story_parts(settings.text)
+        self.prompts = self.story[0]
         self.quiet = quiet
         self.models = models or ModelCache()
+        self.hooks: list[Hook] = [on_step] if callable(on_step) else list(on_step or [])
+        display = None if quiet else _notebook_hook(display_every)
+        if display is not None:
+            self.hooks.append(display)
         self.dream: Dream | None = None
+        self._targets: list[list[tuple]] = []  # per story part, per judge: (embeddings, weights)
+        self._aimed_at: int | None = None
+        self._stop_requested = False
         n = settings.num_images
-        self.best_scores: list[float | None] = self._record.get("best_scores") or [None] * n
-        self.best_steps: list[int | None] = self._record.get("best_steps") or [None] * n
-        self.final_scores: list[float | None] = self._record.get("final_scores") or [None] * n
-        self.start_record: list[dict] = self._record.get("starts") or []
-        self._seconds = float(self._record.get("seconds", 0.0))
+        self.best_scores: list[float | None] = record.get("best_scores") or [None] * n
+        self.best_steps: list[int | None] = record.get("best_steps") or [None] * n
+        self.final_scores: list[float | None] = record.get("final_scores") or [None] * n
+        self.start_record: list[dict] = record.get("starts") or []
+        self.stopped_early: int | None = None
+        self.error: str | None = None
+        self._patience = dict((self._checkpoint or {}).get("patience") or {"best": None, "since": 0})
+        self._seconds = float(record.get("seconds", 0.0))
+        self._saved_step = int((self._checkpoint or {}).get("dream", {}).get("step", 0))
 
-    # ---------------------------------------------------------------------------- phases
-    def _load_resume(self, folder: Path, settings: DreamSettings | None, options: dict) -> DreamSettings:
-        record_file = folder / outputs.RUN_FILES["record"]
-        if not record_file.is_file():
-            raise UserError(f"--resume {str(folder)!r}: not a run folder (no {record_file.name})")
-        record = outputs.read_json(record_file)
-        if "batch" in record:  # an image sub-folder of a several-picture run: resume the whole run
-            return self._load_resume(folder.parent, settings, options)
-        saved = dict(record["settings"])
-        changes = dict(settings.to_dict()) if settings else {}
-        changes.update(options)
-        normal = {k: list(v) if isinstance(v, tuple) else ([v] if k in ("clip_model", "clip_pretrained", "images", "negatives") and isinstance(v, str) else v) for k, v in changes.items()}
-        bad = sorted(k for k, v in normal.items() if k not in _RESUMABLE and k in saved and saved[k] != v)
-        if bad:
-            raise UserError(f"--resume: {', '.join(bad)} cannot change when resuming (only {', '.join(sorted(_RESUMABLE))} can)")
-        saved.update({k: v for k, v in changes.items() if k in _RESUMABLE})
-        self.run_dir = folder
-        self._checkpoint = outputs.load_checkpoint(folder / outputs.RUN_FILES["checkpoint"])
-        self._record = record
-        return DreamSettings.from_dict(saved)
+    @property
+    def run_dir(self) -> Path | None:
+        """The run folder (None until the run has one)."""
+        return self.folder.path if self.folder else None
 
+    # ---------------------------------------------------------------------------------------------- phases 2-4
     def prepare(self) -> Dream:
-        """Check inputs, load the models, encode the prompts and set up the latents (once, on first use)."""
+        """Load the models, encode the prompts and choose the start (once, on first use)."""
         if self.dream is not None:
             return self.dream
         s = self.settings
-        # 1. models
+        # 2. models
         device = resolve_device(s.device)
         dtype = resolve_dtype(s.precision, device)
-        judges = []
-        for spec in s.clips():
-            clip = self.models.clip(spec.name, spec.pretrained, device, dtype)
-            for p in self.prompts:
+        clips = [(spec, self.models.clip(spec.name, spec.pretrained, device, dtype)) for spec in s.clips()]
+        biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
+        # 3. prompts: every part of a story, for every CLIP model
+        for _, clip in clips:
+            for p in (p for part in self.story for p in part):
                 if p.kind == "text" and clip.too_long(p.value):
                     warnings.warn(f"prompt {p.value[:40]!r}… is longer than CLIP's {clip.context_length} tokens and was cut off", stacklevel=2)
-            # 2. prompts
-            embeds, weights = encode_prompts(clip, self.prompts)
-            judges.append(Judge(clip, embeds, weights, spec.weight))
-        biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
-        # 3. latents
-        dream = Dream(
-            biggan,
-            judges,
-            seeds=s.seeds,
-            lr=s.lr,
-            cutouts=s.cutouts,
-            cutout_batch=s.cutout_batch,
-            augment=s.augment,
-            truncation=s.truncation,
-            max_classes=s.max_classes,
-            class_temperature=s.class_temperature,
-            ema_decay=s.ema_decay,
-        )
+        self._targets = [[encode_prompts(clip, part) for _, clip in clips] for part in self.story]
+        judges = [Judge(clip, *self._targets[0][i], spec.weight) for i, (spec, clip) in enumerate(clips)]
+        dream = Dream.from_settings(biggan, judges, s)
         self.device, self.dtype = device, dtype
+        # 4. the start: where the checkpoint left off, or as the settings ask
         if self._checkpoint is not None:
             dream.load_state_dict(self._checkpoint["dream"])
         else:
-            self._choose_start(dream)
+            self.start_record = choose_start(dream, s)
         self.dream = dream
         return dream
 
-    def _choose_start(self, dream: Dream) -> None:
-        s = self.settings
-        n_lat = num_latents(dream.biggan)
-        if s.init:
-            saved = load_latents(s.init)
-            if saved["z"].shape[-2] != n_lat:
-                raise UserError(
-                    f"--init {s.init!r}: made with a BigGAN of {saved['z'].shape[-2] - 1} blocks ({saved.get('biggan')}), "
-                    f"this one has {n_lat - 1}; use the same --size"
-                )
-            dream.start_from(saved["z"], saved["logits"])
-            self.start_record = [{"init": str(s.init)}]
-            return
-        if s.init_candidates == 1 and s.init_class is None:
-            return
-        from .imagenet import class_names, resolve_class
-
-        if s.init_class is not None:
-            classes = [resolve_class(s.init_class)]
-        elif s.init_candidates > 1:
-            classes = rank_classes(dream.judges[0], class_names(), top=s.init_candidates)
-        if s.init_candidates == 1:
-            start_z = dream.latents.z.detach().clone()
-            dream.start_from(start_z, class_logits(classes[0], n_lat)[None])
-            self.start_record = [{"init_class": classes[0]}]
-            return
-        from .dream import score_images
-
-        starts = []
-        for seed in s.seeds:
-            start = best_of_k(
-                lambda z, logits: render(dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), s.truncation),
-                lambda images: score_images(dream.judges, images),
-                k=s.init_candidates,
-                num_latents=n_lat,
-                seed=seed,
-                truncation=s.truncation,
-                classes=classes,
-            )
-            starts.append(start)
-            self.start_record.append({"seed": seed, **start.record})
-        dream.start_from(torch.stack([st.z for st in starts]), torch.stack([st.logits for st in starts]))
+    # ---------------------------------------------------------------------------------------------- phase 5
+    def part(self, step: int | None = None) -> int:
+        """The story part (0-based) that is the target for the step after ``step`` steps (now, by default)."""
+        done = self.dream.step_count if step is None and self.dream else (step or 0)
+        every = self.settings.change_every
+        return min(done // every, len(self.story) - 1) if every else 0
 
     def steps(self) -> Iterator[Step]:
-        """The optimisation loop as a generator: one :class:`Step` per iteration; no printing, no files."""
+        """The optimisation loop as a generator: one :class:`Step` per iteration; no printing, no files.
+
+        It ends after ``iterations`` steps, or earlier when ``patience`` steps
+        brought no better score (``stopped_early`` then says at which step).
+        """
         dream = self.prepare()
-        yield from dream.steps(self.settings.iterations)
+        s = self.settings
+        while dream.step_count < s.iterations:
+            part = self.part()
+            if part != self._aimed_at:
+                if self._aimed_at is not None:
+                    self._patience = {"best": None, "since": dream.step_count}  # patience restarts with each part
+                dream.aim(self._targets[part])
+                self._aimed_at = part
+            try:
+                step = dream.step()
+            except FloatingPointError as err:
+                raise DreamFailed(self._why_not_finite(str(err), dream.step_count + 1)) from None
+            yield step
+            if s.patience and self._impatient(step):
+                self.stopped_early = step.index
+                return
+
+    def _impatient(self, step: Step) -> bool:
+        """Note this step's score; True when ``patience`` steps have gone by without a better one."""
+        p = self._patience
+        if p["best"] is None or step.score > p["best"] + PATIENCE_MARGIN:
+            p["best"], p["since"] = step.score, step.index
+        return step.index - p["since"] >= self.settings.patience
+
+    def _why_not_finite(self, what: str, step: int) -> str:
+        s = self.settings
+        if step == 1 and self._checkpoint is None:
+            return (
+                f"{what}: the generator {s.biggan_name!r} makes non-finite pictures from the start; its file may be broken "
+                "or not a trained BigGAN (try --precision fp32, or another --biggan)"
+            )
+        kept = f"; the last saved picture and checkpoint are kept in {self.run_dir}" if self.run_dir else ""
+        return f"{what}: the dream became unstable; try --precision fp32 or a lower --lr (now {s.lr}){kept}"
+
+    def stop(self) -> None:
+        """Ask a running ``imagine()`` to stop after the current step; it saves (status ``interrupted``) and returns."""
+        self._stop_requested = True
 
     def images(self, ema: bool = True) -> list:
         """The current pictures as PIL images (one per seed)."""
@@ -207,70 +212,95 @@ class Imagine:
         """The current (first) picture as a PIL image."""
         return self.images(ema)[0]
 
-    # ---------------------------------------------------------------------------- the whole run
     @property
     def final_score(self) -> float | None:
         return self.final_scores[0]
 
     def image_dirs(self) -> list[Path]:
         """Where each picture's files go: the run folder itself, or one sub-folder per seed."""
-        s = self.settings
-        if s.num_images == 1:
-            return [self.run_dir]
-        return [self.run_dir / f"{i + 1}-seed{seed}" for i, seed in enumerate(s.seeds)]
+        return self.folder.picture_dirs(self.settings.seeds)
 
+    # ---------------------------------------------------------------------------------------------- the whole run
     def __call__(self) -> Path:
         """Run the dream to the end, saving as it goes; returns the run folder.
 
         On Ctrl-C the checkpoint and the current picture are saved before the
-        ``KeyboardInterrupt`` goes on up.
+        ``KeyboardInterrupt`` goes on up; after :meth:`stop` they are saved and
+        the run folder is returned.  A dream whose numbers stop being finite
+        raises :class:`DreamFailed`, keeping what was saved before.
         """
         s = self.settings
-        dream = self.prepare()
-        if self.run_dir is None:
-            self.run_dir = outputs.new_run_dir(s.out, s.text or Path(s.images[0]).stem)
-        for folder in self.image_dirs():
-            folder.mkdir(exist_ok=True)
-        bar = self._bar(dream.step_count)
-        status = "finished"
-        last_saved = None
-        try:
-            t0 = time.perf_counter()
-            for step in self.steps():
-                self._seconds += time.perf_counter() - t0
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{step.loss:.3f}", score=f"{step.score:.3f}", refresh=False)
-                if step.index % s.save_every == 0:
-                    self.save()
-                    last_saved = step.index
+        self._stop_requested = False
+        with ExitStack() as held:
+            if self.folder is not None:
+                held.enter_context(self.folder.lock())  # before loading models: a second writer is refused at once
+            dream = self.prepare()
+            if self.folder is None:
+                self.folder = RunFolder.create(s.out, self.story_texts[0] or Path(s.images[0]).stem)
+                held.enter_context(self.folder.lock())
+            for folder in self.image_dirs():
+                folder.mkdir(exist_ok=True)
+            status, last_saved = "failed", None
+            try:
                 t0 = time.perf_counter()
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        except BaseException:
-            status = "failed"
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-            if status != "failed" and dream.step_count != last_saved:
+                for step in self.steps():
+                    self._seconds += time.perf_counter() - t0
+                    if step.index % s.save_every == 0:
+                        self.save()
+                        last_saved = step.index
+                    for hook in self.hooks:
+                        hook(self, step)
+                    if self._stop_requested:
+                        break
+                    t0 = time.perf_counter()
+                status = "interrupted" if self._stop_requested and dream.step_count < s.iterations else "finished"
+            except KeyboardInterrupt:
+                status = "interrupted"
+                raise
+            except BaseException as err:
+                self.error = " ".join(str(err).split()) or err.__class__.__name__
+                raise
+            finally:
+                self._end(status, saved=dream.step_count == last_saved)
+            # 6. finish
+            if status == "finished":
+                self._finish()
+        return self.run_dir
+
+    def _end(self, status: str, *, saved: bool) -> None:
+        """Save how the loop ended (a failed run keeps its last good save) and tell the hooks."""
+        try:
+            if status == "failed":
+                self._write_records(status)
+            elif not saved:
                 self.save(status=status)
             else:
                 self._write_records(status)
+        except UserError:
+            if status != "failed":
+                raise  # (a failed run is already on its way up with its own error)
+        finally:
+            for hook in self.hooks:
+                close = getattr(hook, "close", None)
+                if close is not None:
+                    close(self, status)
+
+    def _finish(self) -> None:
+        """Video, contact sheet, --keep best and upscaling, once the loop is done."""
+        s = self.settings
         if s.video:
             for folder in self.image_dirs():
-                self._write_video(folder)
+                self.folder.write_video(folder)
         if s.num_images > 1:
-            self._finish_several()
-        return self.run_dir
+            dirs = self.image_dirs()
+            captions = [f"seed {seed}  score {score:.3f}" for seed, score in zip(s.seeds, self.final_scores)]
+            self.folder.write_contact_sheet(dirs, captions, {"prompt": s.text, "seeds": s.seeds})
+            if s.keep == "best":
+                self.folder.keep_only(dirs, max(range(len(dirs)), key=lambda b: self.final_scores[b]))
+        if s.upscale:
+            from .upscale import upscale_run
 
-    def _bar(self, start: int):
-        if self.quiet:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=self.settings.iterations, initial=start, desc="dreaming", unit="step", dynamic_ncols=True, leave=True)
+            upscale_run(self.run_dir, s.upscale, device=str(self.device))
 
     def save(self, status: str = "running") -> Path:
         """Write the current pictures, the best ones so far, the latents, the checkpoint and the records."""
@@ -280,16 +310,14 @@ class Imagine:
         images = dream.render(ema=True)
         scores = dream.score(images)
         averaged = dream.ema.averaged(dream.latents)
+        keep_progress = s.save_progress or s.video
         for b, folder in enumerate(self.image_dirs()):
             image, score = to_pil(images[b]), scores[b]
             meta = self._png_text(b, dream.step_count, score)
-            outputs.save_png(image, folder / outputs.RUN_FILES["image"], meta)
-            if s.save_progress or s.video:
-                (folder / outputs.RUN_FILES["progress"]).mkdir(exist_ok=True)
-                outputs.save_png(image, folder / outputs.RUN_FILES["progress"] / f"{dream.step_count:06d}.png", meta)
+            self.folder.save_picture(image, meta, sub=folder, progress_step=dream.step_count if keep_progress else None)
             if self.best_scores[b] is None or score > self.best_scores[b]:
                 self.best_scores[b], self.best_steps[b] = score, dream.step_count
-                outputs.save_png(image, folder / outputs.RUN_FILES["best"], meta)
+                self.folder.save_picture(image, meta, sub=folder, kind="best")
             self.final_scores[b] = score
             latents = {
                 "z": averaged["z"][b].detach().cpu(),
@@ -301,22 +329,40 @@ class Imagine:
                 "seed": s.seeds[b],
                 "step": dream.step_count,
             }
-            outputs.save_checkpoint(folder / LATENTS_FILE, latents)
-        outputs.save_checkpoint(self.run_dir / outputs.RUN_FILES["checkpoint"], {"dream": dream.state_dict(), "settings": s.to_dict()})
+            self.folder.save_latents(latents, folder)
+        self.folder.save_checkpoint({"dream": dream.state_dict(), "settings": s.to_dict(), "patience": self._patience})
+        self._saved_step = dream.step_count
         self._write_records(status)
-        return self.run_dir / outputs.RUN_FILES["image"]
+        return self.folder.file("image")
+
+    def _story_at(self, step: int) -> dict[str, Any] | None:
+        """Which part of a story was the target for the step that made a picture saved after ``step`` steps."""
+        if len(self.story) == 1:
+            return None
+        part = self.part(max(step - 1, 0))
+        return {"part": part + 1, "of": len(self.story_texts), "target": self.story_texts[part], "change_every": self.settings.change_every}
 
     def _png_text(self, b: int, step: int, score: float) -> dict[str, Any]:
         s = self.settings
         settings = s.replace(seed=s.seeds[b], num_images=1).to_dict() if s.num_images > 1 else s.to_dict()
-        return {"prompt": s.text, "seed": str(s.seeds[b]), "step": str(step), "clip_score": f"{score:.5f}", "settings": settings, "software": f"textsleep {_version()}"}
+        meta = {"prompt": s.text, "seed": str(s.seeds[b]), "step": str(step), "clip_score": f"{score:.5f}", "settings": settings, "software": f"textsleep {__version__}"}
+        story = self._story_at(step)
+        if story:
+            meta["story"] = story
+        return meta
 
     def _write_records(self, status: str) -> None:
         s, dream = self.settings, self.dream
-        steps = dream.step_count if dream else 0
+        steps = (dream.step_count if dream else 0) if status != "failed" else self._saved_step
+        several = s.num_images > 1
+
+        def best_of(values: list[float | None]) -> float | None:
+            return values[0] if not several else max((x for x in values if x is not None), default=None)
+
         record = {
-            "textsleep": _version(),
+            "textsleep": __version__,
             "status": status,
+            "error": self.error if status == "failed" else None,
             "prompt": s.text,
             "prompts": [dataclasses.asdict(p) for p in self.prompts],
             "seed": s.seed,
@@ -327,9 +373,11 @@ class Imagine:
             "dtype": str(getattr(self, "dtype", "")).replace("torch.", ""),
             "versions": _versions(),
             "steps_done": steps,
-            "final_score": self.final_scores[0] if s.num_images == 1 else max((x for x in self.final_scores if x is not None), default=None),
-            "best_score": self.best_scores[0] if s.num_images == 1 else max((x for x in self.best_scores if x is not None), default=None),
-            "best_step": self.best_steps[0] if s.num_images == 1 else None,
+            "stopped_early": {"step": self.stopped_early, "patience": s.patience, "margin": PATIENCE_MARGIN} if self.stopped_early else None,
+            "story": self._story_record(steps),
+            "final_score": best_of(self.final_scores),
+            "best_score": best_of(self.best_scores),
+            "best_step": self.best_steps[0] if not several else None,
             "final_scores": self.final_scores,
             "best_scores": self.best_scores,
             "best_steps": self.best_steps,
@@ -337,9 +385,9 @@ class Imagine:
             "seconds": round(self._seconds, 3),
             "seconds_per_step": round(self._seconds / steps, 4) if steps else None,
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": dict(outputs.RUN_FILES),
+            "files": dict(RUN_FILES),
         }
-        if s.num_images > 1:
+        if several:
             record["images"] = [
                 {"seed": seed, "folder": folder.name, "final_score": self.final_scores[b], "best_score": self.best_scores[b]}
                 for b, (seed, folder) in enumerate(zip(s.seeds, self.image_dirs()))
@@ -349,42 +397,24 @@ class Imagine:
                     one = {**record, "seed": s.seeds[b], "seeds": [s.seeds[b]], "final_score": self.final_scores[b], "best_score": self.best_scores[b], "best_step": self.best_steps[b]}
                     one["batch"] = {"folder": "..", "index": b}
                     one.pop("images", None)
-                    outputs.write_json(folder / outputs.RUN_FILES["record"], one)
-        outputs.write_json(self.run_dir / outputs.RUN_FILES["record"], record)
+                    self.folder.write_record(one, folder)
+        self.folder.write_record(record)
 
-    def _finish_several(self) -> None:
-        """Contact sheet of all pictures; with keep=best, only the best picture's folder stays."""
-        from PIL import Image
+    def _story_record(self, steps: int) -> dict[str, Any] | None:
+        if len(self.story) == 1:
+            return None
+        every = self.settings.change_every
+        schedule = [{"part": i + 1, "target": part, "from_step": i * every + 1} for i, part in enumerate(self.story_texts)]
+        return {"parts": schedule, "change_every": every, "at_saved_step": self._story_at(steps)}
 
-        from .media import contact_sheet
 
-        dirs = self.image_dirs()
-        sheets, captions = [], []
-        for b, folder in enumerate(dirs):
-            with Image.open(folder / outputs.RUN_FILES["image"]) as im:
-                sheets.append(im.convert("RGB"))
-            captions.append(f"seed {self.settings.seeds[b]}  score {self.final_scores[b]:.3f}")
-        sheet = contact_sheet(sheets, captions)
-        outputs.save_png(sheet, self.run_dir / "contact_sheet.png", {"prompt": self.settings.text, "seeds": self.settings.seeds})
-        if self.settings.keep == "best":
-            best = max(range(len(dirs)), key=lambda b: self.final_scores[b])
-            for b, folder in enumerate(dirs):
-                if b != best:
-                    shutil.rmtree(folder, ignore_errors=True)
+def _notebook_hook(every: int | None):
+    """The live picture in a Jupyter/Colab notebook (None elsewhere, or when turned off)."""
+    if every == 0:
+        return None
+    from .display import notebook_hook
 
-    def _write_video(self, folder: Path) -> Path:
-        import numpy as np
-        from PIL import Image
-
-        from .media import VideoWriter
-
-        frames = sorted((folder / outputs.RUN_FILES["progress"]).glob("*.png"))
-        path = folder / outputs.RUN_FILES["video"]
-        with VideoWriter(path, fps=8) as writer:
-            for frame in frames:
-                with Image.open(frame) as im:
-                    writer.add(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1))
-        return path
+    return notebook_hook(every)
 
 
 def _versions() -> dict[str, str]:

@@ -26,8 +26,6 @@ __all__ = [
     "load_clip",
     "resolve_device",
     "biggan_config",
-    "random_biggan",
-    "random_clip",
     "resolve_dtype",
     "ModelCache",
 ]
@@ -106,28 +104,6 @@ def biggan_config(size: int, channel_width: int = 128):
     return BigGANConfig(output_dim=size, channel_width=channel_width, layers=list(_LAYERS[size]), attention_layer_position=8)
 
 
-def random_biggan(size: int = 512, channel_width: int = 128, seed: int = 0, *, prepare: bool = True):
-    """A BigGAN-deep of the real class with random weights (for tests and benchmarks).
-
-    ``prepare=False`` returns it as a checkpoint would hold it (spectral norm not yet baked in).
-    """
-    from pytorch_pretrained_biggan import BigGAN
-
-    torch.manual_seed(seed)
-    model = BigGAN(biggan_config(size, channel_width))
-    # the package creates the final batch norm's affine parameters uninitialised
-    torch.nn.init.ones_(model.generator.bn.weight)
-    torch.nn.init.zeros_(model.generator.bn.bias)
-    # a trained model's spectral-norm vectors have converged; random ones would make sigma arbitrary
-    with torch.no_grad():
-        for module in model.modules():
-            if hasattr(module, "weight_orig"):
-                u, _, vh = torch.linalg.svd(module.weight_orig.flatten(1), full_matrices=False)
-                module.weight_u.copy_(u[:, 0])
-                module.weight_v.copy_(vh[0])
-    return _prepare(model) if prepare else model
-
-
 def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progress: bool = True):
     """Load a BigGAN-deep from a shortcut name, a local folder or a URL (see :mod:`textsleep.weights`)."""
     from pytorch_pretrained_biggan import BigGAN, BigGANConfig
@@ -152,10 +128,10 @@ def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progre
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise UserError(f"{weights_file} does not match the BigGAN in {config_file.name}: {_one_line(err, 600)}") from None
-    return _prepare(model).to(device)
+    return prepare_biggan(model).to(device)
 
 
-def _prepare(model):
+def prepare_biggan(model):
     """Eval mode, frozen weights, spectral norm baked in (it divides by the same sigma every forward in eval).
 
     Convolution weights are stored channels-last, the layout :func:`textsleep.render.render`
@@ -226,21 +202,11 @@ class Clip:
         return len(inner(text)) + 2 > self.context_length
 
 
-def random_clip(name: str = "ViT-B-32", seed: int = 0) -> Clip:
-    """A CLIP of the real class with random weights (for tests and benchmarks)."""
-    import open_clip
-
-    name = _clip_name(name)
-    torch.manual_seed(seed)
-    model = open_clip.create_model(name, pretrained=None, **block_options(name))
-    return _clip(name, "random", model)
-
-
 def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") -> Clip:
     """Load an open_clip model by name (or JSON config path) with a pretrained tag or a checkpoint file."""
     import open_clip
 
-    name = _clip_name(name)
+    name = clip_name(name)
     quick_gelu = pretrained == "openai" and "quickgelu" not in name.lower()
     tag_cfg = {}
     file = Path(pretrained).expanduser()
@@ -259,10 +225,10 @@ def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") ->
         model = open_clip.create_model(name, pretrained=source, force_quick_gelu=quick_gelu, device=device, **block_options(name))
     except (RuntimeError, OSError, ValueError, KeyError) as err:
         raise UserError(f"could not load CLIP {name} weights {pretrained!r}: {_one_line(err)}") from None
-    return _clip(name, pretrained, model, tag_cfg)
+    return wrap_clip(name, pretrained, model, tag_cfg)
 
 
-def _clip(name: str, pretrained: str, model, tag_cfg: dict | None = None) -> Clip:
+def wrap_clip(name: str, pretrained: str, model, tag_cfg: dict | None = None) -> Clip:
     import open_clip
 
     model.eval().requires_grad_(False)
@@ -283,7 +249,7 @@ def _clip(name: str, pretrained: str, model, tag_cfg: dict | None = None) -> Cli
     )
 
 
-def _clip_name(name: str) -> str:
+def clip_name(name: str) -> str:
     """Validate an open_clip model name; a path to a JSON config registers it first."""
     import open_clip
 
@@ -336,7 +302,7 @@ def clip_cached(name: str, pretrained: str) -> bool:
     import open_clip
 
     try:
-        name = _clip_name(name)
+        name = clip_name(name)
         cfg = open_clip.get_pretrained_cfg(name, pretrained)
     except UserError:
         return False

@@ -1,12 +1,9 @@
-"""Run folders and the files in them, all written atomically.
+"""Files written whole or not at all: PNGs with metadata, JSON, checkpoints.
 
-A run folder holds:
-
-- ``image.png``      the latest picture (the final one once the run ends)
-- ``best.png``       the saved picture with the highest CLIP score
-- ``progress/``      every saved picture, when progress is kept
-- ``run.json``       the record: settings, seed, models, versions, scores, timings
-- ``checkpoint.pt``  everything needed to resume exactly
+Every write goes to a temporary file beside the target and is renamed over it,
+so a reader, a crash or a full disk at any moment leaves either the old file or
+the new one, never half of one; a failed write raises one line naming the file
+and the cause.  What a run folder holds is :mod:`textsleep.runs`' business.
 """
 
 from __future__ import annotations
@@ -23,9 +20,8 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["slugify", "new_run_dir", "save_png", "read_png_text", "write_text", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "temp_beside", "RUN_FILES"]
+__all__ = ["slugify", "save_png", "read_png_text", "write_text", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "temp_beside", "WriteError"]
 
-RUN_FILES = {"image": "image.png", "best": "best.png", "record": "run.json", "checkpoint": "checkpoint.pt", "progress": "progress", "video": "progress.mp4"}
 _MAX_SLUG = 60
 
 
@@ -34,28 +30,6 @@ def slugify(text: str, fallback: str = "dream") -> str:
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()[:_MAX_SLUG].rstrip("_")
     return slug or fallback
-
-
-def new_run_dir(parent: str | os.PathLike, text: str) -> Path:
-    """Create and return ``parent/<slug>``, adding ``-2``, ``-3`` … rather than reusing a folder."""
-    parent = Path(parent).expanduser()
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--out {str(parent)!r}: cannot create the folder ({err.strerror or err})") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--out {str(parent)!r}: the folder is not writable; choose another with --out DIR")
-    slug = slugify(text)
-    for n in range(1, 100_000):
-        candidate = parent / (slug if n == 1 else f"{slug}-{n}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise UserError(f"--out {str(parent)!r}: cannot create a run folder there ({err.strerror or err})") from None
-    raise UserError(f"--out {str(parent)!r}: too many runs named {slug!r} already")
 
 
 def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> str:
@@ -67,16 +41,36 @@ def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> str:
     return tmp
 
 
+class WriteError(UserError):
+    """A file could not be written (full disk, file-size limit, no permission); what was there before is unchanged."""
+
+
 def _atomic(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename over the target."""
     path = Path(path)
-    tmp = temp_beside(path)
+    tmp = None
     try:
+        tmp = temp_beside(path)
         write(tmp)
         os.replace(tmp, path)
+    except Exception as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"{path}: cannot be written ({_cause(err)}); what was saved there before is unchanged") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _cause(err: Exception) -> str:
+    """Why a write failed, in a few words (torch's own writer reports errors as RuntimeError)."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = " ".join(str(err).split())
+    if "write" in text.lower() and isinstance(err, RuntimeError):
+        return "write failed: the disk may be full or a file-size limit reached"
+    return text[:200] or err.__class__.__name__
 
 
 def _umask() -> int:
@@ -119,8 +113,12 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file's data; one line naming the file when it is not JSON (e.g. cut short)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not readable JSON ({err.__class__.__name__} at {getattr(err, 'pos', '?')}); the file is damaged or cut short") from None
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -132,6 +130,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(f"{str(path)!r}: no checkpoint there (it is written at every save)") from None
+        raise UserError(f"{path}: no checkpoint there (it is written at every save)") from None
     except Exception as err:
-        raise UserError(f"{str(path)!r}: the checkpoint cannot be read ({err.__class__.__name__})") from None
+        raise UserError(f"{path}: the checkpoint cannot be read ({err.__class__.__name__}); the file is damaged or cut short") from None

@@ -1,7 +1,9 @@
-"""Prompt syntax: ``a|b`` for several prompts, ``text:weight`` to weight one.
+"""Prompt syntax: ``a|b`` for several prompts, ``text:weight`` to weight one, ``a ^ b`` for a story.
 
 A negative weight (or ``--negative TEXT``) pushes the picture away from that
-prompt.  Image prompts take the same ``path:weight`` syntax.
+prompt.  Image prompts take the same ``path:weight`` syntax.  A story's parts,
+between ``^``, are the targets in turn (``--change-every`` steps each); image
+prompts and negatives hold for every part.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-__all__ = ["Prompt", "parse_prompts", "parse_weighted"]
+__all__ = ["Prompt", "parse_prompts", "parse_story", "story_parts", "parse_weighted"]
 
 # "text:weight": whatever follows the last colon is the weight and must be a number.
 _WEIGHT = re.compile(r"^(?P<body>.*?):(?P<weight>[^:/\\]*)$", re.S)
@@ -63,6 +65,22 @@ def parse_prompts(text: str = "", images: tuple[str, ...] | list[str] = (), nega
     if not any(p.weight > 0 for p in prompts):
         raise UserError("every prompt has a negative weight; at least one must have a positive weight")
     return prompts
+
+
+def story_parts(text: str) -> list[str]:
+    """The parts of a story ``"a ^ b ^ c"`` (one part when there is no ``^``); an empty part is an error."""
+    if "^" not in text:
+        return [text]
+    parts = [part.strip() for part in text.split("^")]
+    for i, part in enumerate(parts, start=1):
+        if not part:
+            raise UserError(f"story {text!r}: part {i} is empty; write the parts between '^', e.g. \"a quiet forest ^ a burning forest\"")
+    return parts
+
+
+def parse_story(text: str = "", images: tuple[str, ...] | list[str] = (), negatives: tuple[str, ...] | list[str] = ()) -> list[list[Prompt]]:
+    """The prompts of each part of a story (one part for a plain prompt), validated."""
+    return [parse_prompts(part, images, negatives) for part in story_parts(text)]
 
 
 def _check_image(path: str) -> None:

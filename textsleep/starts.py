@@ -9,10 +9,10 @@ import torch
 
 from .errors import UserError
 from .latents import truncated_normal
+from .runs import RUN_FILES
 
-__all__ = ["Start", "class_logits", "best_of_k", "rank_classes", "load_latents", "LATENTS_FILE"]
+__all__ = ["Start", "choose_start", "class_logits", "best_of_k", "rank_classes", "load_latents"]
 
-LATENTS_FILE = "latents.pt"
 _ON, _OFF = 3.0, -8.0  # logits of a one-class start: sigmoid 0.95 for the class, 3e-4 for the rest
 
 
@@ -76,11 +76,56 @@ def best_of_k(
 def load_latents(folder: str | Path) -> dict:
     """The averaged latents a finished run saved (``z``, ``logits``, ``truncation``, ``biggan``, ``size``)."""
     folder = Path(folder).expanduser()
-    file = folder / LATENTS_FILE if folder.is_dir() else folder
+    file = folder / RUN_FILES["latents"] if folder.is_dir() else folder
     if not file.is_file():
-        raise UserError(f"{str(folder)!r}: not a run folder with saved latents (no {LATENTS_FILE}); finish or save a dream there first")
+        raise UserError(f"{str(folder)!r}: not a run folder with saved latents (no {RUN_FILES['latents']}); finish or save a dream there first")
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
         raise UserError(f"{str(file)!r}: cannot be read ({err.__class__.__name__})") from None
     return data
+
+
+def choose_start(dream, settings) -> list[dict]:
+    """Set a new dream's starting point as the settings ask (another run, a class, the best of K); returns how it was chosen."""
+    from .render import num_latents, render
+
+    s = settings
+    n_lat = num_latents(dream.biggan)
+    if s.init:
+        saved = load_latents(s.init)
+        if saved["z"].shape[-2] != n_lat:
+            raise UserError(
+                f"--init {s.init!r}: made with a BigGAN of {saved['z'].shape[-2] - 1} blocks ({saved.get('biggan')}), "
+                f"this one has {n_lat - 1}; use the same --size"
+            )
+        dream.start_from(saved["z"], saved["logits"])
+        return [{"init": str(s.init)}]
+    if s.init_candidates == 1 and s.init_class is None:
+        return []
+    from .imagenet import class_names, resolve_class
+
+    if s.init_class is not None:
+        classes = [resolve_class(s.init_class)]
+    else:
+        classes = rank_classes(dream.judges[0], class_names(), top=s.init_candidates)
+    if s.init_candidates == 1:
+        dream.start_from(dream.latents.z.detach().clone(), class_logits(classes[0], n_lat)[None])
+        return [{"init_class": classes[0]}]
+    from .dream import score_images
+
+    starts, record = [], []
+    for seed in s.seeds:
+        start = best_of_k(
+            lambda z, logits: render(dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), s.truncation),
+            lambda images: score_images(dream.judges, images),
+            k=s.init_candidates,
+            num_latents=n_lat,
+            seed=seed,
+            truncation=s.truncation,
+            classes=classes,
+        )
+        starts.append(start)
+        record.append({"seed": seed, **start.record})
+    dream.start_from(torch.stack([st.z for st in starts]), torch.stack([st.logits for st in starts]))
+    return record

@@ -234,26 +234,28 @@ class Studio:
 
 # ---------------------------------------------------------------------------------------------- what is on disk
 def _first_picture(folder: Path) -> Path | None:
-    for name in ("image.png", "contact_sheet.png"):
-        if (folder / name).is_file():
-            return folder / name
-    return next(iter(sorted(folder.glob("*/image.png"))), None)
+    from .runs import RUN_FILES
+
+    for kind in ("image", "sheet"):
+        if (folder / RUN_FILES[kind]).is_file():
+            return folder / RUN_FILES[kind]
+    return next(iter(sorted(folder.glob(f"*/{RUN_FILES['image']}"))), None)
 
 
 def list_runs(out: str | Path) -> list[dict[str, Any]]:
     """The run folders directly under ``out``, newest first, with what their run.json says."""
-    from .outputs import read_json
+    from .runs import RUN_FILES, read_record
 
     found = []
-    for record_file in Path(out).expanduser().glob("*/run.json"):
-        try:
-            record = read_json(record_file)
-            mtime = record_file.stat().st_mtime
-        except (OSError, ValueError):
-            continue  # being written, or not ours
-        if not isinstance(record, dict) or "batch" in record or "settings" not in record:
-            continue
+    for record_file in Path(out).expanduser().glob(f"*/{RUN_FILES['record']}"):
         folder = record_file.parent
+        try:
+            record = read_record(folder)
+            mtime = record_file.stat().st_mtime
+        except (OSError, UserError):
+            continue  # gone, or not ours
+        if not isinstance(record, dict) or "batch" in record or not isinstance(record.get("settings"), dict):
+            continue  # a picture's sub-folder of a several-picture run, or not a run
         found.append(
             {
                 "folder": folder,

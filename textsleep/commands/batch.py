@@ -64,7 +64,7 @@ def _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force
     from .. import batch as lib
     from ..errors import UserError
     from ..outputs import slugify
-    from .dream import parse_dream_args
+    from ..options import parse_options as parse_dream_args
 
     for arg in ctx.args:
         if arg.split("=", 1)[0] in _RUNS_HERE:

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import UserError
 
-__all__ = ["cli_errors", "echo_err", "settings_default"]
+__all__ = ["cli_errors", "echo_err", "settings_default", "progress_hook"]
 
 
 def echo_err(message: str) -> None:
@@ -49,13 +49,32 @@ def cli_errors(func: Callable) -> Callable:
 
 def settings_default(name: str) -> str:
     """A DreamSettings default as --help shows it (the dataclass is the single source of defaults)."""
-    from dataclasses import MISSING, fields
+    from ..settings import options
 
-    from ..settings import DreamSettings
+    return next(opt.show for opt in options() if opt.name == name)
 
-    for f in fields(DreamSettings):
-        if f.name == name:
-            value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-            return "random" if value is None and name == "seed" else str(value)
-    raise KeyError(name)
 
+class _ProgressBar:
+    """A per-step hook drawing a tqdm bar of a dream's steps, with its loss and score."""
+
+    def __init__(self, desc: str = "dreaming", leave: bool = True) -> None:
+        self.desc, self.leave, self.bar = desc, leave, None
+
+    def __call__(self, imagine, step) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            total = imagine.settings.iterations
+            self.bar = tqdm(total=total, initial=step.index - 1, desc=self.desc, unit="step", dynamic_ncols=True, leave=self.leave)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{step.loss:.3f}", score=f"{step.score:.3f}", refresh=False)
+
+    def close(self, imagine, status: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def progress_hook(desc: str = "dreaming", leave: bool = True) -> _ProgressBar:
+    """A hook for ``Imagine(on_step=...)`` that shows the dream's progress as a bar on stderr."""
+    return _ProgressBar(desc, leave)

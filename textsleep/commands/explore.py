@@ -538,13 +538,15 @@ def _save_inversion(dream, goal, settings, recipe: dict, biggan: str, first: flo
     """A run folder as a dream leaves one: image.png, latents.pt and run.json (plus target.png, the photo as compared)."""
     from .. import explore, outputs
     from ..media import to_pil
-    from ..starts import LATENTS_FILE
+    from ..runs import RUN_FILES, RunFolder
+
+    LATENTS_FILE = RUN_FILES["latents"]
 
     images = dream.render(ema=True)
     final = float(explore.pixel_loss(images, goal, recipe["pixel_size"])[0])
     score = dream.score(images)[0]
     recipe.update(first_pixel_loss=round(first, 6), final_pixel_loss=round(final, 6), clip_score=round(score, 5))
-    run_dir = outputs.new_run_dir(out, f"invert-{stem}")
+    run_dir = RunFolder.create(out, f"invert-{stem}").path
     averaged = dream.ema.averaged(dream.latents)
     outputs.save_checkpoint(
         run_dir / LATENTS_FILE,
@@ -560,10 +562,10 @@ def _save_inversion(dream, goal, settings, recipe: dict, biggan: str, first: flo
         },
     )
     meta = {"prompt": "", "photo": recipe["photo"], "seed": str(recipe["seed"]), "step": str(dream.step_count), "clip_score": f"{score:.5f}", "recipe": recipe}
-    outputs.save_png(to_pil(images[0]), run_dir / outputs.RUN_FILES["image"], meta)
+    outputs.save_png(to_pil(images[0]), run_dir / RUN_FILES["image"], meta)
     outputs.save_png(to_pil(goal[0]), run_dir / "target.png", {"photo": recipe["photo"]})
     outputs.write_json(
-        run_dir / outputs.RUN_FILES["record"],
+        run_dir / RUN_FILES["record"],
         {
             "textsleep": _version(),
             "kind": "invert",

@@ -42,7 +42,7 @@ def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_
     from ..errors import UserError
     from ..models import ModelCache, resolve_device, resolve_dtype
     from ..settings import DreamSettings
-    from .dream import parse_dream_args
+    from ..options import parse_options as parse_dream_args
 
     prompts = ev.read_prompt_list(prompt_file)
     try:
