@@ -64,6 +64,15 @@ def test_a_dream_streams_pictures_stops_and_continues(studio, tiny_options):
     assert caption(runs[0]).startswith("a red cube · seed 3 · score ")
 
 
+def test_shutdown_stops_and_saves_the_running_dream(studio):
+    stream = studio.dream("a red cube", {"cutouts": 4}, session="me")
+    _until(stream, lambda u: u.step >= 2)
+    studio.shutdown()  # what Ctrl-C on textsleep ui does; nobody reads the page's stream meanwhile
+    last = list(stream)[-1]
+    assert last.text.startswith("stopped at step")
+    assert json.loads((last.run_dir / "run.json").read_text())["status"] == "interrupted"
+
+
 def test_mistakes_are_the_command_lines_one_line_messages(studio):
     for text, options, message in [
         ("   ", {}, EMPTY),
@@ -131,7 +140,7 @@ def page_url(tiny_options):
     pytest.importorskip("gradio")
     from textsleep.ui import serve
 
-    page = serve({**tiny_options, "iterations": 10_000, "seed": 3}, port=_free_port(), block=False, quiet=True)
+    page = serve({**tiny_options, "iterations": 10_000, "seed": 3}, port=_free_port())
     page.studio.preview_seconds = 0.2
     yield page
     page.close()
@@ -173,7 +182,20 @@ def test_dream_watch_and_stop_in_a_browser(page_url, browser, tiny_options, tmp_
     record = json.loads((runs[0] / "run.json").read_text())
     assert record["status"] == "interrupted" and (runs[0] / "checkpoint.pt").is_file()
     assert str(runs[0]) in page.locator("#status").inner_text()
-    page.wait_for_function("() => document.querySelectorAll('#runs img').length == 1", timeout=30_000)  # in the gallery now
+    # in the gallery now: open it, see its settings, continue it two more steps in the same folder
+    page.wait_for_function("() => document.querySelectorAll('#runs img').length == 1", timeout=30_000)
+    page.locator("#runs img").first.click()
+    page.wait_for_function("() => document.querySelector('#run-info').innerText.includes('interrupted')", timeout=30_000)
+    assert "a red cube · seed 3" in page.locator("#run-info").inner_text()
+    settings = page.locator("#run-settings").inner_text()
+    assert "cutouts" in settings and "truncation" in settings and tiny_options["biggan"] in settings
+    steps = record["steps_done"]
+    page.locator("#continue-to input").fill(str(steps + 2))
+    page.locator("#continue").click()
+    page.wait_for_function("s => document.querySelector('#status').innerText.includes('finished: step ' + s)", arg=f"{steps + 2}/{steps + 2}", timeout=60_000)
+    record = json.loads((runs[0] / "run.json").read_text())
+    assert record["status"] == "finished" and record["steps_done"] == steps + 2
+    assert list(Path(tiny_options["out"]).glob("a_red_cube*")) == runs
 
     # a blank prompt: the command line's message on the page, and the page still works
     page.get_by_label("Prompt").fill("  ")

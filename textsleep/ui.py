@@ -96,7 +96,7 @@ class Studio:
         self.preview_seconds = preview_seconds
         self._turn = threading.Lock()  # one dream at a time
         self._state = threading.Lock()
-        self._running: tuple[str, Any] | None = None  # (session, Imagine)
+        self._running: tuple[str, Any, threading.Thread] | None = None  # (session, Imagine, its thread)
         self._waiting: Counter[str] = Counter()
         self._stop_asked: set[str] = set()
 
@@ -120,10 +120,10 @@ class Studio:
     def shutdown(self) -> None:
         """Stop whatever runs and wait until it has saved."""
         with self._state:
-            if self._running is not None:
-                self._running[1].stop()
-        with self._turn:
-            pass
+            running = self._running
+        if running is not None:
+            running[1].stop()
+            running[2].join()
 
     # ------------------------------------------------------------------------------------------ dreaming
     def dream(self, text: str = "", options: dict[str, Any] | None = None, *, resume: str | Path | None = None, session: str = "") -> Iterator[Update]:
@@ -147,13 +147,7 @@ class Studio:
             except UserError as err:
                 yield Update(f"error: {err}", done=True, error=True)
                 return
-            with self._state:
-                self._running = (session, imagine)
-            try:
-                yield from self._follow(imagine, inbox)
-            finally:
-                with self._state:
-                    self._running = None
+            yield from self._follow(session, imagine, inbox)
 
     def _imagine(self, text: str, options: dict[str, Any], resume):
         from .imagine import Imagine
@@ -169,7 +163,7 @@ class Studio:
             imagine = Imagine(text, models=self.models, on_step=hook, display_every=0, quiet=True, **settings)
         return imagine, inbox
 
-    def _follow(self, imagine, inbox: queue.Queue) -> Iterator[Update]:
+    def _follow(self, session: str, imagine, inbox: queue.Queue) -> Iterator[Update]:
         result: dict[str, Any] = {}
 
         def work() -> None:
@@ -185,6 +179,8 @@ class Studio:
 
         worker = threading.Thread(target=work, name="textsleep-dream", daemon=True)
         worker.start()
+        with self._state:
+            self._running = (session, imagine, worker)
         s, step, picture, status, ended = imagine.settings, None, None, None, False
         yield Update(f"loading the models and starting · seed {s.seed}", step=0)
         try:
@@ -211,6 +207,8 @@ class Studio:
             if worker.is_alive():  # the page went away: stop (and save) before giving the models to the next dream
                 imagine.stop()
                 worker.join()
+            with self._state:
+                self._running = None
         done = imagine.dream.step_count if imagine.dream is not None else 0
         if "error" in result:
             yield Update(result["error"], picture if fresh else None, done, imagine.run_dir, done=True, error=True)
@@ -317,38 +315,30 @@ def batch_summary(path: str | Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the page
-_MAIN = ("size", "iterations", "seed", "cutouts", "truncation")
-_ADVANCED = ("lr", "num_images", "init_candidates", "init_class", "negatives", "augment", "max_classes", "ema_decay", "save_every")
-
-
 def _fields(gr, d) -> dict[str, Any]:
-    """One input per dream option on the page, its value the default given on the command line."""
+    """One input per dream option on the page, its value the default given on the command line (the rest under Advanced)."""
     from .settings import AUGMENTS, SIZES
 
-    return {
+    fields = {
         "size": gr.Dropdown(list(SIZES), value=d.size, label="Size", info="BigGAN-deep model (ignored when --biggan names a folder)"),
         "iterations": gr.Number(d.iterations, precision=0, label="Iterations"),
         "seed": gr.Number(d.seed, precision=0, label="Seed", info="empty: a random one (always recorded)"),
         "cutouts": gr.Number(d.cutouts, precision=0, label="Cutouts"),
         "truncation": gr.Slider(0.02, 1.0, value=d.truncation, step=0.01, label="Truncation"),
-        "advanced": gr.Accordion("Advanced", open=False),
     }
-
-
-def _advanced(gr, d) -> dict[str, Any]:
-    from .settings import AUGMENTS
-
-    return {
-        "lr": gr.Number(d.lr, label="Learning rate"),
-        "num_images": gr.Number(d.num_images, precision=0, label="Pictures at once"),
-        "init_candidates": gr.Number(d.init_candidates, precision=0, label="Start from the best of K"),
-        "init_class": gr.Textbox(d.init_class or "", label="Start class", info="index, name or '971) bubble'"),
-        "negatives": gr.Textbox(" | ".join(d.negatives), label="Negative prompts", info="texts to move away from, separated by |"),
-        "augment": gr.Dropdown(list(AUGMENTS), value=d.augment, label="Augment"),
-        "max_classes": gr.Number(d.max_classes, precision=0, label="Max classes", info="empty: off"),
-        "ema_decay": gr.Number(d.ema_decay, label="EMA decay"),
-        "save_every": gr.Number(d.save_every, precision=0, label="Save every N steps"),
-    }
+    with gr.Accordion("Advanced", open=False):
+        fields.update(
+            lr=gr.Number(d.lr, label="Learning rate"),
+            num_images=gr.Number(d.num_images, precision=0, label="Pictures at once"),
+            init_candidates=gr.Number(d.init_candidates, precision=0, label="Start from the best of K"),
+            init_class=gr.Textbox(d.init_class or "", label="Start class", info="index, name or '971) bubble'"),
+            negatives=gr.Textbox(" | ".join(d.negatives), label="Negative prompts", info="texts to move away from, separated by |"),
+            augment=gr.Dropdown(list(AUGMENTS), value=d.augment, label="Augment"),
+            max_classes=gr.Number(d.max_classes, precision=0, label="Max classes", info="empty: off"),
+            ema_decay=gr.Number(d.ema_decay, label="EMA decay"),
+            save_every=gr.Number(d.save_every, precision=0, label="Save every N steps"),
+        )
+    return fields
 
 
 def _options(values: dict[str, Any]) -> dict[str, Any]:
@@ -380,8 +370,6 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
                     dream_button = gr.Button("Dream", variant="primary", elem_id="dream")
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
                 fields = _fields(gr, d)
-                with fields.pop("advanced"):
-                    fields.update(_advanced(gr, d))
             with gr.Column(scale=2):
                 picture = gr.Image(label="Picture", type="pil", format="png", interactive=False, height=520, elem_id="picture")
                 status = gr.Markdown(elem_id="status")
@@ -393,9 +381,9 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
             with gr.Row():
                 run_info = gr.Markdown("Pick a run to see its settings and continue it.", elem_id="run-info")
                 with gr.Column():
-                    more = gr.Number(None, precision=0, label="Continue to step")
+                    more = gr.Number(None, precision=0, label="Continue to step", elem_id="continue-to")
                     continue_button = gr.Button("Continue", elem_id="continue")
-            run_settings = gr.JSON(label="Settings")
+            run_settings = gr.JSON(label="Settings", elem_id="run-settings")
         with gr.Tab("Batch"):
             batch_folder = gr.Dropdown(list_batches(studio.out), label="Batch folder", allow_custom_value=True)
             batch_button = gr.Button("Show progress", size="sm")
@@ -446,13 +434,14 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
         for fn in (dream, resume, expect, stop, choose):  # what Gradio passes in, by annotation (gradio is imported late)
             special = {"request": gr.Request, "evt": gr.SelectData}
             fn.__annotations__.update({name: special[name] for name in inspect.signature(fn).parameters if name in special})
-        outputs = [picture, status]
-        go = dream_button.click(expect, queue=False).then(dream, {prompt, *fields.values()}, outputs, concurrency_limit=1, concurrency_id="dream")
-        prompt.submit(expect, queue=False).then(dream, {prompt, *fields.values()}, outputs, concurrency_limit=1, concurrency_id="dream").then(runs, None, [gallery, shown])
-        go.then(runs, None, [gallery, shown])
+
+        def queued(trigger, fn, inputs):  # wait for the one dream slot (the page shows the place in the queue)
+            trigger(expect, queue=False).then(fn, inputs, [picture, status], concurrency_limit=1, concurrency_id="dream").then(runs, None, [gallery, shown])
+
+        queued(dream_button.click, dream, {prompt, *fields.values()})
+        queued(prompt.submit, dream, {prompt, *fields.values()})
+        queued(continue_button.click, resume, [chosen, more])
         stop_button.click(stop, None, status, queue=False)
-        again = continue_button.click(expect, queue=False).then(resume, [chosen, more], outputs, concurrency_limit=1, concurrency_id="dream")
-        again.then(runs, None, [gallery, shown])
         refresh.click(runs, None, [gallery, shown], queue=False)
         gallery.select(choose, shown, [chosen, run_info, run_settings, more], queue=False)
         batch_button.click(show_batch, batch_folder, batch_view, queue=False)
@@ -469,18 +458,22 @@ class Page:
     app: Any
     studio: Studio
 
+    def wait(self) -> None:
+        """Serve until Ctrl-C; then stop a running dream (it saves), close, and let the KeyboardInterrupt go on."""
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.close()
+            raise
+
     def close(self) -> None:
         self.studio.shutdown()
         self.app.close()
 
 
-def serve(defaults: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int | None = None, models=None, block: bool = True, quiet: bool = False) -> Page:
-    """Start the page on ``host:port`` (a free port from 7860 when None).
-
-    With ``block`` it serves until Ctrl-C, then stops a running dream (which
-    saves) and re-raises the KeyboardInterrupt; otherwise it returns the
-    running :class:`Page`.
-    """
+def serve(defaults: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int | None = None, models=None) -> Page:
+    """Start the page on ``host:port`` (the first free port from 7860 when None) and return it, serving."""
     gr = require_gradio()
     studio = Studio(defaults, models=models)
     app = build_app(studio)
@@ -488,17 +481,11 @@ def serve(defaults: dict[str, Any] | None = None, *, host: str = "127.0.0.1", po
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
     try:
         app.launch(
-            server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet, ssr_mode=False,
-            allowed_paths=[str(studio.out.resolve())], theme=theme, footer_links=[],
+            server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
+            allowed_paths=[str(studio.out.expanduser().resolve())], theme=theme, footer_links=[],
         )
     except OSError as err:
-        raise UserError(f"--host {host} --port {port}: cannot serve there ({err}); choose another --port") from None
-    page = Page(app.local_url, app, studio)
-    if not block:
-        return page
-    try:
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        page.close()
-        raise
+        if port is not None and "port" in str(err):
+            raise UserError(f"--port {port}: already in use on {host}; choose another --port") from None
+        raise UserError(f"--host {host}: cannot serve there ({getattr(err, 'strerror', None) or err})") from None
+    return Page(app.local_url, app, studio)

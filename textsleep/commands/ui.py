@@ -23,7 +23,9 @@ def ui(
     from ..options import parse_options
     from ..ui import serve
 
-    serve(parse_options(list(ctx.args)), host=host, port=port)
+    page = serve(parse_options(list(ctx.args)), host=host, port=port)
+    typer.echo(f"dreaming at {page.url} (runs in {page.studio.out}; Ctrl-C stops)")
+    page.wait()
 
 
 def register(app: typer.Typer) -> None:
