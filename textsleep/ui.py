@@ -361,7 +361,7 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
     """The page as a Gradio Blocks app (not yet launched); every dream goes through ``studio``."""
     gr = require_gradio()
     d = studio.defaults
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as app:  # live pictures: kept an hour
         gr.Markdown(f"# {title}\nText to image with BigGAN guided by CLIP. Runs are saved under `{studio.out}`.")
         with gr.Row():
             with gr.Column(scale=1):
@@ -375,7 +375,7 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
                 status = gr.Markdown(elem_id="status")
         with gr.Tab("Runs"):
             refresh = gr.Button("Refresh", size="sm")
-            gallery = gr.Gallery(label="Runs, newest first", columns=6, height="auto", allow_preview=False, elem_id="runs")
+            gallery = gr.Gallery(label="Runs, newest first", columns=6, fit_columns=False, object_fit="contain", height="auto", allow_preview=False, elem_id="runs")
             shown = gr.State([])
             chosen = gr.State(None)
             with gr.Row():
