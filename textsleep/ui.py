@@ -182,25 +182,20 @@ class Studio:
         with self._state:
             self._running = (session, imagine, worker)
         s, step, picture, status, ended = imagine.settings, None, None, None, False
-        yield Update(f"loading the models and starting · seed {s.seed}", step=0)
+        yield Update(self._line(imagine, None))
         try:
             while not ended:
-                fresh = False
                 try:
                     items = [inbox.get(timeout=_POLL)]
                 except queue.Empty:
                     continue
-                while not inbox.empty():
+                while not inbox.empty():  # all that came since the last look, as one update
                     items.append(inbox.get())
-                for kind, value, image in items:
-                    if image is not None:
-                        picture, fresh = image, True
-                    if kind == "step":
-                        step = value
-                    elif kind == "closed":
-                        status = value
-                    elif kind == "finished":
-                        ended = True
+                fresh = any(image is not None for _, _, image in items)
+                picture = next((image for _, _, image in reversed(items) if image is not None), picture)
+                step = next((value for kind, value, _ in reversed(items) if kind == "step"), step)
+                status = next((value for kind, value, _ in items if kind == "closed"), status)
+                ended = any(kind == "finished" for kind, _, _ in items)
                 if not ended:
                     yield Update(self._line(imagine, step), picture if fresh else None, step.index if step else 0, imagine.run_dir)
         finally:
@@ -254,20 +249,11 @@ def list_runs(out: str | Path) -> list[dict[str, Any]]:
             continue  # gone, or not ours
         if not isinstance(record, dict) or "batch" in record or not isinstance(record.get("settings"), dict):
             continue  # a picture's sub-folder of a several-picture run, or not a run
-        found.append(
-            {
-                "folder": folder,
-                "picture": _first_picture(folder),
-                "prompt": record.get("prompt") or "",
-                "seed": record.get("seed"),
-                "score": record.get("final_score"),
-                "status": record.get("status", "?"),
-                "steps_done": int(record.get("steps_done") or 0),
-                "iterations": int(record["settings"].get("iterations") or 0),
-                "settings": record["settings"],
-                "mtime": mtime,
-            }
-        )
+        found.append(dict(
+            folder=folder, picture=_first_picture(folder), prompt=record.get("prompt") or "", seed=record.get("seed"),
+            score=record.get("final_score"), status=record.get("status", "?"), steps_done=int(record.get("steps_done") or 0),
+            iterations=int(record["settings"].get("iterations") or 0), settings=record["settings"], mtime=mtime,
+        ))  # fmt: skip
     found.sort(key=lambda r: r["mtime"], reverse=True)
     return found
 
