@@ -51,12 +51,13 @@ def test_a_dream_streams_pictures_stops_and_continues(studio, tiny_options):
     assert record["status"] == "interrupted" and (last.run_dir / "checkpoint.pt").is_file()
     done = record["steps_done"]
 
-    # continued from the gallery: the same folder, to more steps, with the same models
-    models = studio.models
-    resumed = list(studio.dream(options={"iterations": done + 2}, resume=last.run_dir, session="me"))
+    # continued from the gallery: the same folder, to more steps; the page's run-only options (here a
+    # --save-every given on the command line) apply, the picture's own settings stay as they were
+    later = Studio({**tiny_options, "save_every": 1000, "cutouts": 64}, models=studio.models, preview_seconds=0.0)
+    resumed = list(later.dream(options={"iterations": done + 2, "cutouts": 32}, resume=last.run_dir, session="me"))
     assert resumed[-1].text.startswith(f"finished: step {done + 2}/{done + 2}"), resumed[-1]
-    assert json.loads((last.run_dir / "run.json").read_text())["status"] == "finished"
-    assert studio.models is models
+    record = json.loads((last.run_dir / "run.json").read_text())
+    assert record["status"] == "finished" and record["settings"]["save_every"] == 1000 and record["settings"]["cutouts"] == 4
 
     runs = list_runs(tiny_options["out"])
     assert [r["folder"] for r in runs] == [last.run_dir]

@@ -90,7 +90,8 @@ class Studio:
         from .models import ModelCache
         from .settings import DreamSettings
 
-        self.defaults = DreamSettings.from_dict(dict(defaults or {}))  # bad options fail before a page exists
+        self.given = dict(defaults or {})
+        self.defaults = DreamSettings.from_dict(self.given)  # bad options fail before a page exists
         self.out = Path(self.defaults.out).expanduser()
         self.models = models or ModelCache()
         self.preview_seconds = preview_seconds
@@ -151,11 +152,13 @@ class Studio:
 
     def _imagine(self, text: str, options: dict[str, Any], resume):
         from .imagine import Imagine
+        from .settings import RUN_ONLY
 
         inbox: queue.Queue = queue.Queue()
         hook = _Relay(inbox, self.preview_seconds)
-        if resume is not None:
-            changes = {k: v for k, v in options.items() if k == "iterations"}
+        if resume is not None:  # the command line's device, saving and such apply; the picture's own settings stay
+            changes = {k: v for k, v in self.given.items() if k in RUN_ONLY and k != "out"}
+            changes.update({k: v for k, v in options.items() if k == "iterations"})
             imagine = Imagine(resume=resume, models=self.models, on_step=hook, display_every=0, quiet=True, **changes)
         else:
             settings = {**self.defaults.to_dict(), **{k: v for k, v in options.items() if v is not None}}
