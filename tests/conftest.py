@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from textsleep.testing import write_biggan, write_clip  # noqa: E402
+from textsleep.testing import write_biggan, write_clip
 
 
 def pytest_collection_modifyitems(config, items):
@@ -19,6 +16,8 @@ def pytest_collection_modifyitems(config, items):
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
     real = os.environ.get("TEXTSLEEP_REAL_WEIGHTS") == "1"
     for item in items:
+        if "tiny" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.dream)  # runs whole dreams on tiny models: `pytest -m "not dream"` for the quick tests
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA or MPS device; none here"))
         if "weights" in item.keywords and not real:

@@ -56,6 +56,12 @@ def test_help_shows_defaults_from_the_settings():
         (["tree", "--cutouts", "0"], ["--cutouts 0"]),
         (["tree", "--image", "missing.png"], ["--image 'missing.png'", "no such file"]),
         (["tree", "--clip-model", "ViT-Q-99"], ["--clip-model 'ViT-Q-99'", "not an open_clip model"]),
+        (["a forest ^ ^ ashes", "--change-every", "5"], ["part 2 is empty"]),
+        (["a forest ^ ashes"], ["give --change-every N"]),
+        (["a forest ^ ashes", "--change-every", "0"], ["--change-every 0"]),
+        (["tree", "--patience", "0"], ["--patience 0"]),
+        (["tree", "--upscale", "3"], ["--upscale 3", "2, 4"]),
+        (["tree", "--bogus"], ["No such option: --bogus"]),
     ],
 )
 def test_bad_input_is_one_line(extra, fragments, tiny_args):

@@ -177,20 +177,14 @@ def test_loop_is_seamless_and_streams(gan):
     assert _close(batches[0][0], _class_render(gan, 1, z0, 0.5))
 
 
-# ---------------------------------------------------------------------------------------------- invert
-def test_invert_lowers_its_loss(gan, tiny):
-    from textsleep.models import load_clip
-
-    clip = load_clip(tiny["clip_model"], tiny["clip_pretrained"], "cpu")
-    target = _direct(gan, explore.class_point(gan, 7, seed=9, truncation=1.0))[None]
-    dream, start = explore.invert(gan, clip, target, seed=0, cutouts=4, ema_decay=0.0, candidates=3)
-    assert start["candidates"] == 3 and len(start["scores"]) == 3
-    before = explore.pixel_loss(dream.render(), target).item()
-    steps = list(dream.steps(15))
-    after = explore.pixel_loss(dream.render(), target).item()
-    assert after < 0.5 * before, (before, after)
-    assert steps[-1].losses["extra"] < steps[0].losses["extra"]
-    assert explore.pixel_loss(target, target).item() == 0
+def test_animations_check_their_options_when_called_not_at_the_first_frame(gan):
+    a, b = explore.class_point(gan, 1, 0, 0.4), explore.class_point(gan, 2, 1, 0.4)
+    with pytest.raises(UserError, match="--frames 1"):
+        explore.interpolate(gan, a, b, 1)
+    with pytest.raises(UserError, match="--mode 'cubic'"):
+        explore.interpolate(gan, a, b, 4, mode="cubic")
+    with pytest.raises(UserError, match="at least 2 frames"):
+        explore.loop(gan, 1, 0, frames=1, truncation=0.5)
 
 
 # ---------------------------------------------------------------------------------------------- classes
@@ -271,25 +265,6 @@ def test_grid_commands(gan_args, tmp_path):
     assert first.split()[1].endswith("zoom_971.png") and second.split()[1].endswith("zoom_971-2.png")
 
 
-def test_invert_writes_a_run_folder_that_dreams_and_morphs_start_from(gan_args, tiny, tmp_path):
-    photo = tmp_path / "photo.jpg"
-    Image.effect_mandelbrot((96, 64), (-2, -1.2, 1, 1.2), 60).convert("RGB").save(photo)
-    clip = ["--clip-model", tiny["clip_model"], "--clip-pretrained", tiny["clip_pretrained"]]
-    result = _run(["invert", str(photo), "--iterations", "4", "--cutouts", "2", "--candidates", "2", *gan_args, *clip, "--out", str(tmp_path / "runs"), "--quiet"])
-    run_dir = tmp_path / "runs" / "invert_photo"
-    assert str(run_dir) in result.stdout
-    assert {p.name for p in run_dir.iterdir()} == {"image.png", "target.png", "run.json", "latents.pt"}
-    record = json.loads((run_dir / "run.json").read_text())
-    assert record["kind"] == "invert" and record["steps_done"] == 4 and record["invert"]["photo"] == str(photo)
-    latents = torch.load(run_dir / "latents.pt", weights_only=True)
-    assert latents["z"].shape == (11, 128) and latents["logits"].shape == (11, 1000) and latents["truncation"] == 1.0
-    out = tmp_path / "from-photo.gif"
-    _run(["interpolate", str(run_dir), "bubble", "--frames", "3", *gan_args, "--out", str(out)])
-    assert read_video(out).shape[0] == 3
-    dream = _run(["a photo", "--init", str(run_dir), "--iterations", "1", "--cutouts", "2", *gan_args, *clip, "--out", str(tmp_path / "dreams"), "--quiet"])
-    assert dream.stdout.strip().endswith("image.png")
-
-
 # ---------------------------------------------------------------------------------------------- bad input
 def _one_line_error(result, *fragments):
     assert result.exit_code != 0, result.output
@@ -315,8 +290,6 @@ def _other_size_run(folder):
         (lambda tmp: ["breed", "bubble", "207", "--ratio", "-0.1"], ["--ratio -0.1"]),
         (lambda tmp: ["interpolate", "bubble", "207", "--frames", "1"], ["--frames 1", "at least 2"]),
         (lambda tmp: ["loop", "bubble", "--seconds", "0.01"], ["at least 2 frames"]),
-        (lambda tmp: ["invert", str(tmp / "notes.txt")], ["notes.txt", "not an image"]),
-        (lambda tmp: ["invert", str(tmp / "missing.jpg")], ["missing.jpg", "no such file"]),
         (lambda tmp: ["interpolate", _other_size_run(tmp / "big"), "bubble"], ["biggan-deep-256", "--size 256"]),
         (lambda tmp: ["interpolate", "bubble", str(tmp / "nowhere" / "run")], ["no such run folder"]),
         (lambda tmp: ["interpolate", "bubble", "207", "--out", str(tmp / "morph.avi")], ["morph.avi", ".gif, .mp4"]),
@@ -325,15 +298,30 @@ def _other_size_run(folder):
         (lambda tmp: ["truncation-sweep", "bubble", "--values", "0,0.5"], ["--values 0.0", "(0, 1]"]),
         (lambda tmp: ["interpolate", "bubble", "207", "--mode", "cubic"], ["--mode 'cubic'", "linear, slerp"]),
         (lambda tmp: ["sample", "--class", "1", "--truncation", "1.5"], ["--truncation 1.5", "(0, 1]"]),
+        (lambda tmp: ["zoom", "bubble", "--batch", "0"], ["--batch 0", ">= 1"]),
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(gan_args, tmp_path, make_args, fragments):
-    (tmp_path / "notes.txt").write_text("not a picture")
     args = make_args(tmp_path)
     if "--out" not in args:
         args += ["--out", str(tmp_path / "out")]
     _one_line_error(runner.invoke(app, [*args, *gan_args]), *fragments)
     assert not any(p.suffix in (".png", ".gif", ".mp4", ".json") for p in tmp_path.rglob("*")), "nothing is written on bad input"
+
+
+def test_option_groups_become_options_and_reach_the_command_as_one_dataclass():
+    import inspect
+
+    from textsleep.commands.options import GridOptions, with_options
+
+    @with_options
+    def command(x: int = 1, *, grid: GridOptions) -> GridOptions:
+        return grid
+
+    params = inspect.signature(command).parameters
+    assert list(params) == ["x", "size", "biggan", "device", "precision", "batch", "out", "pad"]
+    assert command(x=2, size=256, biggan=None, device="cpu", precision="fp32", batch=3, out="a.png", pad=0) == GridOptions(256, None, "cpu", "fp32", 3, "a.png", 0)
+    assert "--batch" in runner.invoke(app, ["zoom", "--help"]).stdout
 
 
 def test_unit_latents_are_a_truncated_normal():

@@ -100,3 +100,113 @@ def test_big_sleep_keyword_names(tiny_options):
     options = {k: v for k, v in tiny_options.items() if k != "cutouts"}
     imagine = Imagine(text="tree", num_cutouts=3, text_min="snow", **options)
     assert imagine.settings.cutouts == 3 and imagine.prompts[-1].weight == -1.0
+
+
+# ------------------------------------------------------------------------------------------------ stories
+def _targets_seen(imagine, seen):
+    from textsleep.dream import encode_prompts
+    from textsleep.prompts import parse_prompts
+
+    def hook(im, step):
+        clip = im.dream.clip
+        embeds = im.dream.judges[0].prompt_embeds
+        for part, text in enumerate(im.story_texts):
+            if torch.allclose(embeds, encode_prompts(clip, parse_prompts(text))[0].to(embeds)):
+                seen.append((step.index, part))
+                return
+        seen.append((step.index, None))
+
+    return hook
+
+
+def test_a_story_moves_on_every_change_every_steps_and_resumes_at_its_part(tiny_options):
+    story = "a quiet forest ^ a burning forest ^ grey ashes"
+    options = {**tiny_options, "change_every": 2, "iterations": 7, "save_every": 1}
+    seen = []
+    straight = Imagine(story, **options, on_step=_targets_seen(None, seen))()
+    assert seen == [(1, 0), (2, 0), (3, 1), (4, 1), (5, 2), (6, 2), (7, 2)]  # the last part holds to the end
+    record = json.loads((straight / "run.json").read_text())
+    assert [p["from_step"] for p in record["story"]["parts"]] == [1, 3, 5]
+    assert record["story"]["at_saved_step"]["target"] == "grey ashes"
+    assert json.loads(read_png_text(straight / "image.png")["story"])["part"] == 3
+    assert straight.name == "a_quiet_forest"
+
+    seen.clear()
+    half = Imagine(story, **{**options, "iterations": 3})()
+    assert json.loads((half / "run.json").read_text())["story"]["at_saved_step"]["part"] == 2
+    Imagine(resume=half, iterations=7, on_step=_targets_seen(None, seen))()
+    assert seen == [(4, 1), (5, 2), (6, 2), (7, 2)]
+    assert np.array_equal(_pixels(straight / "image.png"), _pixels(half / "image.png"))
+
+
+# ------------------------------------------------------------------------------------------------ patience
+@pytest.fixture
+def blind_clip(tiny, tmp_path):
+    """A CLIP whose picture embedding ignores the picture: no step can ever score better."""
+    state = torch.load(tiny["clip_pretrained"], weights_only=True)
+    state["visual.conv1.weight"] = torch.zeros_like(state["visual.conv1.weight"])
+    path = tmp_path / "blind.pt"
+    torch.save(state, path)
+    return str(path)
+
+
+def test_patience_stops_a_dream_that_cannot_improve(tiny_options, blind_clip):
+    imagine = Imagine("tree", **{**tiny_options, "clip_pretrained": blind_clip, "iterations": 50, "patience": 3, "video": True})
+    run = imagine()
+    record = json.loads((run / "run.json").read_text())
+    assert imagine.stopped_early == 4 and record["steps_done"] == 4  # best at step 1, then 3 steps without better
+    assert record["status"] == "finished" and record["stopped_early"]["step"] == 4
+    assert (run / "best.png").is_file() and (run / "progress.mp4").is_file()
+
+
+def test_patience_restarts_with_each_part_of_a_story(tiny_options, blind_clip):
+    options = {**tiny_options, "clip_pretrained": blind_clip, "iterations": 30, "patience": 3, "change_every": 3}
+    imagine = Imagine("a ^ b ^ c", **options)
+    imagine()
+    assert imagine.stopped_early == 10  # parts start at steps 4 and 7; the last part's best is at 7, then 3 more
+
+
+def test_patience_on_the_command_line(tiny_options, blind_clip):
+    from typer.testing import CliRunner
+
+    from textsleep.cli import app
+
+    args = [a for k, v in {**tiny_options, "clip_pretrained": blind_clip}.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    result = CliRunner().invoke(app, ["tree", *args, "--iterations", "50", "--patience", "2"])
+    assert result.exit_code == 0, result.output
+    assert "stopped at step 3: no better score for 2 steps" in result.output
+
+
+def test_stop_saves_and_returns(tiny_options):
+    def stop_at_two(imagine, step):
+        if step.index == 2:
+            imagine.stop()
+
+    imagine = Imagine("tree", **{**tiny_options, "iterations": 100, "save_every": 50}, on_step=stop_at_two)
+    run = imagine()
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["steps_done"] == 2
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["dream"]["step"] == 2
+    resumed = Imagine(resume=run, iterations=3)()
+    assert json.loads((resumed / "run.json").read_text())["status"] == "finished"
+
+
+def test_hooks_see_every_step_and_are_closed(tiny_options):
+    class Recorder:
+        def __init__(self):
+            self.steps, self.closed = [], None
+
+        def __call__(self, imagine, step):
+            self.steps.append(step.index)
+
+        def close(self, imagine, status):
+            self.closed = status
+
+    hook = Recorder()
+    Imagine("tree", **tiny_options, on_step=[hook])()
+    assert hook.steps == [1, 2, 3, 4] and hook.closed == "finished"
+
+
+def test_run_dir_is_used_as_given(tiny_options, tmp_path):
+    run = Imagine("tree", **tiny_options, run_dir=tmp_path / "mine" / "job-1")()
+    assert run == tmp_path / "mine" / "job-1" and (run / "image.png").is_file()

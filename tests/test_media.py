@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from textsleep.errors import UserError
-from textsleep.media import VideoWriter, contact_sheet, make_grid, read_video, to_pil, to_uint8
+from textsleep.media import VideoWriter, centre_square, contact_sheet, make_grid, read_video, to_pil, to_uint8
 
 
 def test_grid_size_and_padding():
@@ -146,3 +146,14 @@ def test_contact_sheet():
     assert contact_sheet([red] * 5, list("abcde"), thumb=32, pad=4).size == (3 * 36 + 4, 2 * 52 + 4)
     with pytest.raises(ValueError):
         contact_sheet([red] * 2, ["one caption"])
+
+
+def test_centre_square_crops_the_middle_of_a_wide_or_tall_picture_at_the_asked_size():
+    wide = np.zeros((20, 60, 3), dtype=np.uint8)
+    wide[:, 20:40] = 255  # only the centre square is white
+    square = centre_square(Image.fromarray(wide), 10)
+    assert square.shape == (1, 3, 10, 10) and square.dtype == torch.float32
+    assert torch.allclose(square, torch.ones(1, 3, 10, 10), atol=1e-6)
+    tall = np.zeros((60, 20), dtype=np.uint8)  # greyscale: comes back as RGB
+    tall[20:40] = 128
+    assert torch.allclose(centre_square(Image.fromarray(tall, mode="L"), 5), torch.full((1, 3, 5, 5), 128 / 255), atol=1e-6)

@@ -9,18 +9,42 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
+from .version import __version__
+
 __all__ = ["app", "main"]
 
 
+_ClickUsageError = typer.BadParameter.__bases__[0]  # (the command-line parser's own UsageError, whose subclass BadParameter is public)
+
+
+class _UsageError(_ClickUsageError):
+    """A command-line mistake shown as one line, like every other error."""
+
+    def show(self, file=None) -> None:
+        where = self.ctx.command_path if self.ctx is not None else "textsleep"
+        typer.echo(f"error: {self.format_message()}; see {where} --help", err=True)
+
+
 class _DreamByDefault(TyperGroup):
-    """Treat anything that is not a command name as the arguments of ``dream``."""
+    """Treat anything that is not a command name as the arguments of ``dream``; usage errors in one line."""
 
     _top_level = {"--help", "-h", "--version", "--install-completion", "--show-completion"}
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in self._top_level:
             args = ["dream", *args]
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except _ClickUsageError as err:
+            raise _UsageError(err.format_message(), err.ctx) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _ClickUsageError as err:
+            if isinstance(err, _UsageError):
+                raise
+            raise _UsageError(err.format_message(), err.ctx) from None
 
 
 app = typer.Typer(
@@ -36,8 +60,6 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
-
         typer.echo(f"textsleep {__version__}")
         raise typer.Exit()
 
@@ -52,7 +74,7 @@ def _main(
 def _register() -> None:
     from importlib import import_module
 
-    for name in ("dream", "weights", "explore", "batch", "bench", "quality", "ui"):
+    for name in ("dream", "weights", "explore", "invert", "batch", "bench", "evaluate", "upscale", "ui"):
         try:
             module = import_module(f"textsleep.commands.{name}")
         except ModuleNotFoundError as err:

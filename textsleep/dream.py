@@ -16,6 +16,7 @@ import torch
 from . import losses
 from .cutouts import Cutouts
 from .latents import EMA, Latents
+from .media import centre_square
 from .models import Clip
 from .prompts import Prompt
 from .render import num_latents, render
@@ -56,7 +57,7 @@ def encode_prompts(clip: Clip, prompts: list[Prompt]) -> tuple[torch.Tensor, tor
                 embeds.append(clip.encode_text([p.value])[0])
             else:
                 with Image.open(p.value) as im:
-                    image = _square(im.convert("RGB"), clip.image_size).to(clip.device)
+                    image = centre_square(im, clip.image_size).to(clip.device)
                 embeds.append(clip.encode_image(image)[0])
     weights = torch.tensor([p.weight for p in prompts], dtype=torch.float32, device=clip.device)
     return torch.stack(embeds).float(), weights
@@ -83,17 +84,6 @@ def _rows_by_picture(start: int, stop: int, count: int) -> list[tuple[int, slice
         out.append((picture, slice(first, last)))
         start += last - first
     return out
-
-
-def _square(image, size: int) -> torch.Tensor:
-    """Centre square of a PIL image, resized to (1, 3, size, size) in [0, 1]."""
-    import numpy as np
-    from PIL import Image
-
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
 class Dream:

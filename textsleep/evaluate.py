@@ -23,19 +23,22 @@ from .runs import RUN_FILES
 from .errors import UserError
 from .models import ModelCache
 
-__all__ = ["read_prompt_list", "EvalRow", "run_eval", "compare", "judge_score", "write_results"]
+__all__ = ["plan_eval", "EvalRow", "run_eval", "compare", "judge_score", "write_results"]
 
 
-def read_prompt_list(path: str | Path) -> list[str]:
-    """Prompts from a file: one a line; blank lines and ``#`` comments are skipped."""
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"{str(path)!r}: no such prompt file")
-    prompts = [line.split(" -- ")[0].strip() for line in file.read_text(encoding="utf-8").splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
-    if not prompts:
-        raise UserError(f"{str(path)!r}: no prompts in it (one a line; '#' starts a comment)")
-    return prompts
+def plan_eval(prompt_file: str | Path, options: dict, seeds: list[int]) -> list:
+    """The dreams of an eval: every line of a prompt file once per seed, read as a batch reads it.
+
+    A line may carry its own options after `` -- `` (and its own ``--seeds``), as
+    in ``textsleep batch``; a bad line is an error naming ``file:line`` (an eval
+    that skips a prompt would not compare like with like).
+    """
+    from .batch import plan_batch
+
+    plan = plan_batch(prompt_file, options, seeds=seeds)
+    if plan.invalid:
+        raise UserError(f"{plan.invalid[0].error} (eval runs every line: fix it or comment it out with '#')")
+    return plan.jobs
 
 
 @dataclass
@@ -55,30 +58,21 @@ def judge_score(judge, image: torch.Tensor, prompt: str) -> float:
     return float((judge.encode_image(view.to(judge.device)) @ judge.encode_text([prompt]).T).item())
 
 
-def run_eval(
-    prompts: list[str],
-    seeds: list[int],
-    options: dict,
-    judge,
-    *,
-    out: Path,
-    models: ModelCache | None = None,
-) -> Iterator[EvalRow]:
-    """Dream every prompt with every seed and yield a scored row for each picture."""
+def run_eval(jobs: list, judge, *, out: Path, models: ModelCache | None = None) -> Iterator[EvalRow]:
+    """Dream every job of :func:`plan_eval` and yield a scored row for each picture."""
     from PIL import Image
 
     from .imagine import Imagine
 
     models = models or ModelCache()
-    for prompt in prompts:
-        for seed in seeds:
-            imagine = Imagine(prompt, quiet=True, models=models, **{**options, "seed": seed, "out": str(out)})
-            start = time.perf_counter()
-            run_dir = imagine()
-            seconds = time.perf_counter() - start
-            with Image.open(run_dir / RUN_FILES["image"]) as im:
-                pixels = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-            yield EvalRow(prompt, seed, judge_score(judge, pixels, prompt), imagine.final_score, round(seconds, 3), str(run_dir))
+    for job in jobs:
+        imagine = Imagine(quiet=True, models=models, **{**job.settings, "out": str(out)})
+        start = time.perf_counter()
+        run_dir = imagine()
+        seconds = time.perf_counter() - start
+        with Image.open(run_dir / RUN_FILES["image"]) as im:
+            pixels = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+        yield EvalRow(job.prompt, job.seed, judge_score(judge, pixels, job.prompt), imagine.final_score, round(seconds, 3), str(run_dir))
 
 
 def summary(rows: list[EvalRow]) -> dict:

@@ -1,9 +1,10 @@
-"""Walks through BigGAN-deep's latent space: grids, morphs, breeds, hallucinations, zooms, sweeps, loops, inversion.
+"""Walks through BigGAN-deep's latent space: grids, morphs, breeds, hallucinations, zooms, sweeps, loops.
 
-Every function takes a BigGAN (and, for :func:`invert`, a CLIP) and returns
+Every function takes a BigGAN (:func:`load_generator` loads one) and returns
 pictures as tensors in [0, 1], (N, 3, H, W) on the CPU; nothing here prints or
-writes files.  Animations are generators of frame batches rendered ``batch``
-at a time, so memory stays flat however many frames are asked for.
+writes files (a photo's inversion is :mod:`textsleep.invert`).  Animations
+are generators of frame batches rendered ``batch`` at a time, so memory stays
+flat however many frames are asked for.
 
 Conventions:
 
@@ -27,36 +28,17 @@ import torch
 from .errors import UserError
 from .latents import topk_classes, truncated_normal
 from .render import num_latents, render
+from .settings import DreamSettings
 
 __all__ = [
-    "Point",
-    "SPACES",
-    "MODES",
-    "unit_latents",
-    "one_hot",
-    "class_point",
-    "run_point",
-    "slerp",
-    "mix",
-    "interpolation_weights",
-    "render_points",
-    "sample_grid",
-    "interpolate",
-    "check_truncation",
-    "check_ratio",
-    "check_levels",
-    "breed",
-    "hallucinate_latents",
-    "hallucinate",
-    "zoom_latents",
-    "zoom",
-    "check_values",
-    "truncation_sweep",
-    "loop_latents",
-    "loop",
-    "pixel_loss",
-    "load_photo",
-    "invert",
+    # BigGAN and points in its latent space
+    "load_generator", "Point", "unit_latents", "one_hot", "class_point", "run_point", "render_points",
+    # the walks
+    "sample_grid", "interpolate", "breed", "hallucinate", "zoom", "truncation_sweep", "loop",
+    # their latent arithmetic
+    "slerp", "mix", "hallucinate_latents", "zoom_latents", "loop_latents", "MODES", "SPACES",
+    # their checks (UserError naming the option), to call before a model loads
+    "check_truncation", "check_mix", "check_ratio", "check_levels", "check_values",
 ]
 
 Z_DIM, NUM_CLASSES = 128, 1000
@@ -134,6 +116,20 @@ def run_point(biggan, saved: dict, source: str) -> Point:
 
 
 # ---------------------------------------------------------------------------------------------- rendering
+def load_generator(
+    size: int = DreamSettings.size, biggan: str | None = None, device: str = DreamSettings.device, precision: str = DreamSettings.precision
+):
+    """The BigGAN-deep of ``size`` (or the one ``biggan`` names) on ``device`` at ``precision``, and its name.
+
+    The options are checked as a dream's are (:class:`textsleep.settings.DreamSettings`).
+    """
+    from .models import load_biggan, resolve_device, resolve_dtype
+
+    name = DreamSettings(size=size, biggan=biggan, device=device, precision=precision).biggan_name
+    dev = resolve_device(device)
+    return load_biggan(name, dev).to(resolve_dtype(precision, dev)), name
+
+
 def _device(biggan) -> torch.device:
     return next(biggan.parameters()).device
 
@@ -141,6 +137,7 @@ def _device(biggan) -> torch.device:
 @torch.inference_mode()
 def _render(biggan, z: torch.Tensor, classes: torch.Tensor, truncation: float, batch: int) -> Iterator[torch.Tensor]:
     """Render (N, L, 128) × (N, L, 1000) at one truncation, ``batch`` pictures at a time, onto the CPU."""
+    _check_batch(batch)
     device = _device(biggan)
     for i in range(0, z.shape[0], batch):
         yield render(biggan, z[i : i + batch].to(device), classes[i : i + batch].to(device), truncation).cpu()
@@ -148,7 +145,6 @@ def _render(biggan, z: torch.Tensor, classes: torch.Tensor, truncation: float, b
 
 def render_points(biggan, points: Sequence[Point], batch: int = 8) -> Iterator[torch.Tensor]:
     """Render points in order, ``batch`` at a time (points in a batch share one truncation)."""
-    _check_batch(batch)
     i = 0
     while i < len(points):
         j = i + 1
@@ -166,6 +162,11 @@ def _check_batch(batch: int) -> None:
         raise UserError(f"--batch {batch}: must be a whole number >= 1")
 
 
+def _check_n(n: int) -> None:
+    if n < 1:
+        raise UserError(f"--n {n}: must be a whole number >= 1")
+
+
 def _all(frames: Iterator[torch.Tensor]) -> torch.Tensor:
     return torch.cat(list(frames))
 
@@ -178,8 +179,7 @@ def sample_grid(biggan, classes: Sequence[int], n: int, seed: int, truncation: f
     does), so a column shows the same latent under different classes.
     """
     check_truncation(truncation)
-    if n < 1:
-        raise UserError(f"--n {n}: must be a whole number >= 1")
+    _check_n(n)
     if not classes:
         raise UserError("no class given; name at least one (an index 0..999, a name, or '971) bubble')")
     L = num_latents(biggan)
@@ -211,6 +211,14 @@ def _lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (1 - t) * a + t * b  # exact a at 0 and b at 1
 
 
+def check_mix(mode: str, space: str) -> None:
+    """How an interpolation moves (:data:`MODES`) and what it moves (:data:`SPACES`)."""
+    if mode not in MODES:
+        raise UserError(f"--mode {mode!r}: allowed are {', '.join(MODES)}")
+    if space not in SPACES:
+        raise UserError(f"--space {space!r}: allowed are {', '.join(SPACES)}")
+
+
 def mix(a: Point, b: Point, t: torch.Tensor, mode: str = "linear", space: str = "both") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Conditions between two points at weights ``t`` (N,): z (N, L, 128), classes (N, L, 1000), truncations (N,).
 
@@ -220,10 +228,7 @@ def mix(a: Point, b: Point, t: torch.Tensor, mode: str = "linear", space: str = 
     straight line, so they stay a mixture that sums as the endpoints do.
     The truncation moves linearly when the endpoints differ.
     """
-    if mode not in MODES:
-        raise UserError(f"--mode {mode!r}: allowed are {', '.join(MODES)}")
-    if space not in SPACES:
-        raise UserError(f"--space {space!r}: allowed are {', '.join(SPACES)}")
+    check_mix(mode, space)
     t = t.float()
     n = t.shape[0]
     za, zb = a.z.expand(n, *a.z.shape), b.z.expand(n, *b.z.shape)
@@ -242,7 +247,7 @@ def mix(a: Point, b: Point, t: torch.Tensor, mode: str = "linear", space: str = 
     return z, classes, truncations
 
 
-def interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
+def _interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
     """Weights 0 … 1 over ``frames`` frames (first A, last B); ``loop`` adds the way back, without repeating A or B.
 
     With ``loop`` there are 2·frames − 2 frames and the animation repeats seamlessly.
@@ -258,11 +263,15 @@ def interpolate(
 ) -> Iterator[torch.Tensor]:
     """Frames from A to B (and back with ``loop``), yielded ``batch`` at a time.
 
-    Only one batch of conditions and pictures is in memory at once.
+    The options are checked at the call; only one batch of conditions and
+    pictures is in memory at once.
     """
     _check_batch(batch)
-    weights = interpolation_weights(frames, loop)
-    mix(a, b, weights[:1], mode, space)  # check the options before the first frame
+    check_mix(mode, space)
+    return _interpolated(biggan, a, b, _interpolation_weights(frames, loop), mode, space, batch)
+
+
+def _interpolated(biggan, a: Point, b: Point, weights: torch.Tensor, mode: str, space: str, batch: int) -> Iterator[torch.Tensor]:
     for i in range(0, len(weights), batch):
         z, classes, truncs = mix(a, b, weights[i : i + batch], mode, space)
         points = [Point(z[k], classes[k], float(truncs[k])) for k in range(z.shape[0])]
@@ -301,8 +310,7 @@ def hallucinate_latents(z: torch.Tensor, n: int, truncation: float, keep: float 
     becomes ``2·truncation·sin(z/truncation + φ_k)`` with phases φ_k = 2πk/n,
     k = 1…n, which stays within the truncation's ±2t range.
     """
-    if n < 1:
-        raise UserError(f"--n {n}: must be a whole number >= 1")
+    _check_n(n)
     if not 0 <= keep <= 2:
         raise UserError(f"--keep {keep!r}: must be between 0 and 2 (a fraction of ±2·truncation)")
     phases = 2 * math.pi * torch.arange(1, n + 1, dtype=torch.float32)[:, None] / n
@@ -374,8 +382,7 @@ def truncation_sweep(
     truncation; ``fresh`` draws a new latent for every cell instead.
     """
     check_values(values)
-    if n < 1:
-        raise UserError(f"--n {n}: must be a whole number >= 1")
+    _check_n(n)
     L = num_latents(biggan)
     rows = [(c, k) for c in classes for k in range(n)]
     cols = len(values)
@@ -403,119 +410,13 @@ def loop_latents(z0: torch.Tensor, z1: torch.Tensor, frames: int, truncation: fl
 
 
 def loop(biggan, index: int, seed: int, frames: int, truncation: float, batch: int = 8) -> Iterator[torch.Tensor]:
-    """Frames of a seamless latent loop of one class (the frame after the last is the first), ``batch`` at a time."""
+    """Frames of a seamless latent loop of one class (the frame after the last is the first), ``batch`` at a time.
+
+    The options are checked at the call; the latents (frames, 128) are small, only the pictures are streamed.
+    """
     check_truncation(truncation)
     _check_batch(batch)
     z0, z1 = unit_latents(2, seed) * truncation
-    zs = loop_latents(z0, z1, frames, truncation)  # (frames, 128): small, only the pictures are streamed
+    zs = loop_latents(z0, z1, frames, truncation)
     L = num_latents(biggan)
-    vec = one_hot(index, L)
-    for i in range(0, frames, batch):
-        chunk = zs[i : i + batch]
-        yield from _render(biggan, chunk[:, None].expand(chunk.shape[0], L, Z_DIM), vec.expand(chunk.shape[0], L, NUM_CLASSES), truncation, batch)
-
-
-# ---------------------------------------------------------------------------------------------- invert
-def load_photo(path: str, size: int) -> torch.Tensor:
-    """A photo's centre square at ``size``×``size``: (1, 3, size, size) in [0, 1]."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            image = im.convert("RGB")
-    except FileNotFoundError:
-        raise UserError(f"photo {str(path)!r}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise UserError(f"photo {str(path)!r}: not an image PIL can read ({err.__class__.__name__}); give a PNG, JPEG or WebP") from None
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-
-
-def pixel_loss(images: torch.Tensor, target: torch.Tensor, size: int = 32) -> torch.Tensor:
-    """Mean squared difference of the pictures and the target, both shrunk to ``size`` px (area average): (B,)."""
-    import torch.nn.functional as F
-
-    small = F.adaptive_avg_pool2d(images.float(), size)
-    goal = F.adaptive_avg_pool2d(target.float().to(images.device), size)
-    return (small - goal).pow(2).mean(dim=(1, 2, 3))
-
-
-def invert(
-    biggan,
-    clip,
-    target: torch.Tensor,
-    *,
-    seed: int = 0,
-    truncation: float = 1.0,
-    lr: float = 0.07,
-    cutouts: int = 32,
-    augment: str = "light",
-    pixel_weight: float = 500.0,
-    pixel_size: int = 32,
-    candidates: int = 1,
-    ema_decay: float = 0.99,
-) -> tuple:
-    """A :class:`textsleep.dream.Dream` whose steps pull BigGAN's render towards ``target`` (1, 3, H, W).
-
-    The loss is the dream's own (CLIP similarity of random cutouts, here to the
-    target's CLIP embedding, plus its latent and class regularisers) plus
-    ``pixel_weight`` × :func:`pixel_loss` at ``pixel_size`` px.  With
-    ``candidates`` K > 1 it starts from the best (lowest pixel loss) of K random
-    starts, each with one of the K classes whose names CLIP finds closest to the
-    target.  Returns the dream and a record of its start; drive it with
-    ``dream.steps(n)``; ``dream.render()`` and ``dream.ema`` give the result.
-    """
-    import torch.nn.functional as F
-
-    from .dream import Dream, Judge
-
-    check_truncation(truncation)
-    if target.dim() != 4 or target.shape[:2] != (1, 3):
-        raise ValueError(f"target must be (1, 3, H, W), got {tuple(target.shape)}")
-    if pixel_weight < 0:
-        raise UserError(f"--pixel-weight {pixel_weight!r}: must be >= 0")
-    if candidates < 1:
-        raise UserError(f"--candidates {candidates}: must be a whole number >= 1")
-    size = biggan.config.output_dim
-    goal = F.interpolate(target.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
-    with torch.inference_mode():
-        view = F.interpolate(target.float(), size=clip.image_size, mode="bilinear", antialias=True, align_corners=False)
-        embed = clip.encode_image(view.to(clip.device)).float()
-    judge = Judge(clip, embed.clone(), torch.ones(1, device=clip.device))
-    device = _device(biggan)
-    goal = goal.to(device)
-    dream = Dream(
-        biggan,
-        [judge],
-        seeds=[seed],
-        lr=lr,
-        cutouts=cutouts,
-        augment=augment,
-        truncation=truncation,
-        ema_decay=ema_decay,
-        extra_loss=lambda images: pixel_weight * pixel_loss(images, goal, pixel_size),
-    )
-    start = _best_start(dream, goal, candidates, seed, truncation, pixel_size) if candidates > 1 else {"seed": seed}
-    return dream, start
-
-
-def _best_start(dream, goal: torch.Tensor, k: int, seed: int, truncation: float, pixel_size: int) -> dict:
-    """Start ``dream`` from the best of ``k`` one-class starts (by pixel loss); returns how it chose."""
-    from .imagenet import class_names
-    from .starts import best_of_k, rank_classes
-
-    classes = rank_classes(dream.judges[0], class_names(), top=k)
-    start = best_of_k(
-        lambda z, logits: render(dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), truncation),
-        lambda images: -pixel_loss(images, goal, pixel_size).cpu(),
-        k=k,
-        num_latents=num_latents(dream.biggan),
-        seed=seed,
-        truncation=truncation,
-        classes=classes,
-    )
-    dream.start_from(start.z[None], start.logits[None])
-    return {"seed": seed, **start.record}
+    return _render(biggan, zs[:, None].expand(frames, L, Z_DIM), one_hot(index, L).expand(frames, L, NUM_CLASSES), truncation, batch)

@@ -19,7 +19,7 @@ from .errors import UserError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["VIDEO_SUFFIXES", "to_uint8", "to_pil", "make_grid", "VideoWriter", "read_video", "contact_sheet"]
+__all__ = ["VIDEO_SUFFIXES", "to_uint8", "to_pil", "centre_square", "make_grid", "VideoWriter", "read_video", "contact_sheet"]
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 _GIF_MAX_FPS = 50.0  # GIF delays are whole hundredths of a second; browsers slow anything under 2 down
@@ -43,6 +43,17 @@ def to_pil(image: torch.Tensor) -> Image.Image:
             raise ValueError(f"to_pil takes one picture, got a batch of {image.shape[0]}")
         image = image[0]
     return Image.fromarray(to_uint8(image))
+
+
+def centre_square(image: Image.Image, size: int) -> torch.Tensor:
+    """A PIL image's centre square, resized (bicubic) to (1, 3, size, size) in [0, 1] (RGB whatever the mode)."""
+    from PIL import Image
+
+    image = image.convert("RGB")
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
 
 
 def make_grid(images: torch.Tensor, *, cols: int | None = None, pad: int = 4, pad_value: float = 1.0) -> torch.Tensor:

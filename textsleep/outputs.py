@@ -63,14 +63,16 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
-def _cause(err: Exception) -> str:
-    """Why a write failed, in a few words (torch's own writer reports errors as RuntimeError)."""
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = " ".join(str(err).split())
-    if "write" in text.lower() and isinstance(err, RuntimeError):
+def _cause(err: BaseException) -> str:
+    """Why a write failed, in a few words: the operating system's reason where there is one."""
+    seen = err
+    while seen is not None:  # (torch's writer reports a failed write as a RuntimeError with the OSError behind it)
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(err, RuntimeError):
         return "write failed: the disk may be full or a file-size limit reached"
-    return text[:200] or err.__class__.__name__
+    return " ".join(str(err).split())[:200] or err.__class__.__name__
 
 
 def _umask() -> int:
@@ -122,7 +124,11 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    _atomic(Path(path), lambda tmp: torch.save(state, tmp))
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # (a Python file, so a failed write keeps the operating system's reason)
+            torch.save(state, f)
+
+    _atomic(Path(path), write)
     return Path(path)
 
 

@@ -9,6 +9,11 @@ of the original S3 bucket).  The 128 model falls back to its Hugging Face Hub
 copy when the primary source fails.  CLIP weights are not handled here: they go
 through huggingface_hub's own cache (``HF_HOME``, ``HF_HUB_OFFLINE``).
 
+Upscaler networks (``RealESRGAN_x4plus``, ``RealESRGAN_x2plus``) come the same
+way from their release assets into ``cache_root()/upscale/<name>.pth``, checked
+against their published SHA-256; ``TEXTSLEEP_UPSCALER_URL`` points them at a
+mirror (a folder URL holding ``<name>.pth``).
+
 Nothing happens at import: no folders are created and nothing is printed.
 """
 
@@ -39,11 +44,24 @@ __all__ = [
     "is_cached",
     "cached_models",
     "hub_problem",
+    "UPSCALERS",
+    "upscaler_file",
 ]
 
 BIGGAN_SHORTCUTS: tuple[str, ...] = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
 HUB_FALLBACK: dict[str, str] = {"biggan-deep-128": "osanseviero/BigGAN-deep-128"}
 FILES = ("config.json", "pytorch_model.bin")
+# name -> (release asset URL, its published SHA-256)
+UPSCALERS: dict[str, tuple[str, str]] = {
+    "RealESRGAN_x4plus": (
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
+        "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
+    ),
+    "RealESRGAN_x2plus": (
+        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth",
+        "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
+    ),
+}
 _CHUNK = 1 << 20
 _BACKOFF_S = 0.5
 _LOCK_WAIT_S = 3600.0
@@ -55,6 +73,10 @@ class _SourceError(UserError):
 
 class _Transient(Exception):
     """A failure worth retrying: no connection, a timeout, a body cut short."""
+
+
+class _WrongFile(Exception):
+    """The whole file arrived but its SHA-256 is not the expected one (it was discarded)."""
 
 
 # --------------------------------------------------------------------------------------------- folders
@@ -168,6 +190,36 @@ def _how_to_supply(dest: Path) -> str:
     return local
 
 
+# --------------------------------------------------------------------------------------------- upscalers
+def upscaler_file(name_or_path: str, *, progress: bool = True, force: bool = False) -> Path:
+    """A local ``.pth`` for a known upscaler name (downloaded once, verified on every call) or a path."""
+    spec = str(name_or_path).strip()
+    if spec in UPSCALERS:
+        url, sha256 = UPSCALERS[spec]
+        mirror = os.environ.get("TEXTSLEEP_UPSCALER_URL", "").strip()
+        if mirror:
+            url = f"{mirror.rstrip('/')}/{spec}.pth"
+        dest = cache_root() / "upscale" / f"{spec}.pth"
+        if force:
+            _check_writable(dest.parent)
+            for suffix in ("", ".sha256", ".part"):
+                Path(str(dest) + suffix).unlink(missing_ok=True)
+        if dest.is_file():
+            verify(dest, sha256=sha256)
+            return dest
+        how = (
+            f"pass --upscaler PATH (a copy of {UPSCALERS[spec][0]}), set TEXTSLEEP_UPSCALER_URL to a folder URL "
+            f"holding {spec}.pth, or copy {dest} here from a machine with network"
+        )
+        return download(url, dest, progress=progress, sha256=sha256, how=how)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.exists():
+        raise UserError(f"--upscaler {spec!r} is a folder; give the network's .pth file")
+    raise UserError(f"--upscaler {spec!r} is neither a known upscaler ({', '.join(UPSCALERS)}) nor a file")
+
+
 # --------------------------------------------------------------------------------------------- Hugging Face Hub
 def _from_hub(repo: str, folder: Path, *, first_error: UserError) -> Path:
     """Copy the missing files of ``folder`` from the model's Hugging Face Hub copy."""
@@ -214,8 +266,20 @@ def hub_problem(timeout: float = 4.0) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------- download
-def download(url: str, dest: Path, *, progress: bool = True, timeout: float = 10.0, retries: int = 2) -> Path:
+def download(
+    url: str,
+    dest: Path,
+    *,
+    progress: bool = True,
+    timeout: float = 10.0,
+    retries: int = 2,
+    sha256: str | None = None,
+    how: str | None = None,
+) -> Path:
     """Fetch ``url`` to ``dest`` and record its SHA-256 as ``dest.sha256``; return ``dest``.
+
+    With ``sha256`` a file whose hash differs is discarded and is an error (not
+    retried).  ``how`` tells the user how else to supply the file (errors end with it).
 
     The body streams to ``dest.part`` and is renamed only once its size matches
     the server's; an interrupted transfer resumes from the ``.part`` with a
@@ -226,6 +290,7 @@ def download(url: str, dest: Path, *, progress: bool = True, timeout: float = 10
     from filelock import FileLock, Timeout
 
     dest = Path(dest)
+    how = how or _how_to_supply(dest)
     _check_writable(dest.parent)
     lock = FileLock(str(dest) + ".lock")
     try:
@@ -240,17 +305,19 @@ def download(url: str, dest: Path, *, progress: bool = True, timeout: float = 10
             if attempt:
                 time.sleep(_BACKOFF_S * attempt)
             try:
-                _transfer(url, dest, progress=progress, timeout=timeout)
+                _transfer(url, dest, progress=progress, timeout=timeout, sha256=sha256)
                 return dest
+            except _WrongFile as err:
+                raise _SourceError(f"download of {url} gave the wrong file ({err}); it was discarded; {how}") from None
             except urllib.error.HTTPError as err:
                 failure = f"HTTP {err.code} {err.reason}"
                 if err.code < 500:  # a 4xx answer will not change on retry
-                    raise _SourceError(f"download of {url} failed: {failure}; {_how_to_supply(dest)}") from None
+                    raise _SourceError(f"download of {url} failed: {failure}; {how}") from None
             except _Transient as err:
                 failure = str(err)
         part = _part(dest)
         kept = f"the partial file {part} is kept and the next run resumes it; " if part.is_file() and part.stat().st_size else ""
-        raise _SourceError(f"cannot download {url} ({failure}; {retries + 1} tries); {dest} is not in the cache; {kept}{_how_to_supply(dest)}")
+        raise _SourceError(f"cannot download {url} ({failure}; {retries + 1} tries); {dest} is not in the cache; {kept}{how}")
     finally:
         lock.release()
 
@@ -259,7 +326,7 @@ def _part(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def _transfer(url: str, dest: Path, *, progress: bool, timeout: float) -> None:
+def _transfer(url: str, dest: Path, *, progress: bool, timeout: float, sha256: str | None = None) -> None:
     """One attempt: stream (or resume) into ``dest.part``, check the size, then publish it as ``dest``."""
     part = _part(dest)
     have = part.stat().st_size if part.is_file() else 0
@@ -269,7 +336,7 @@ def _transfer(url: str, dest: Path, *, progress: bool, timeout: float) -> None:
     except urllib.error.HTTPError as err:
         if err.code == 416 and have:  # the .part cannot be resumed (stale, or already whole): start again
             part.unlink()
-            return _transfer(url, dest, progress=progress, timeout=timeout)
+            return _transfer(url, dest, progress=progress, timeout=timeout, sha256=sha256)
         raise
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         raise _Transient(str(getattr(err, "reason", err))) from None
@@ -302,7 +369,11 @@ def _transfer(url: str, dest: Path, *, progress: bool, timeout: float) -> None:
         if size > total:
             part.unlink()  # it cannot be the right file: never resume from it
         raise _Transient(f"the transfer stopped after {size} of {total} bytes")
-    _finish(part, dest, hasher.hexdigest())
+    got = hasher.hexdigest()
+    if sha256 is not None and got != sha256:
+        part.unlink()
+        raise _WrongFile(f"{size} bytes with SHA-256 {got}, not the published {sha256}")
+    _finish(part, dest, got)
 
 
 def _resume_point(response: http.client.HTTPResponse, have: int) -> tuple[int, int | None]:
@@ -351,20 +422,23 @@ def _hash_into(hasher, path: Path) -> None:
             hasher.update(chunk)
 
 
-def verify(path: Path, refetch: str | None = None) -> None:
-    """Recompute a file's SHA-256 and compare it with the one recorded at download (files without a record pass).
+def verify(path: Path, refetch: str | None = None, *, sha256: str | None = None) -> None:
+    """Recompute a file's SHA-256 and compare it with ``sha256`` if given, else with the one recorded at download
+    (files without a record pass).
 
     ``refetch`` is the command to put in the error message.
     """
     path = Path(path)
     record = Path(str(path) + ".sha256")
-    if not record.is_file():
+    if sha256 is None and not record.is_file():
         return
+    expected = sha256 or record.read_text().strip()
     hasher = hashlib.sha256()
     _hash_into(hasher, path)
-    if hasher.hexdigest() != record.read_text().strip():
+    if hasher.hexdigest() != expected:
         how = f"fetch it again with `{refetch}`" if refetch else f"delete {path} to fetch it again"
-        raise UserError(f"{path} is corrupted (its SHA-256 differs from the one recorded at download); {how}")
+        which = "the published one" if sha256 else "the one recorded at download"
+        raise UserError(f"{path} is corrupted (its SHA-256 differs from {which}); {how}")
 
 
 def is_cached(name: str) -> bool:

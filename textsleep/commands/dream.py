@@ -42,9 +42,6 @@ def dream(text: Optional[str] = None, *, resume: Optional[Path] = None, quiet: b
     from ..imagine import Imagine
 
     given = _given(params)
-    if resume is None and not (text or "").strip() and not given.get("images"):
-        echo_err('error: empty prompt; give some words, e.g. textsleep "upside down tree"')
-        raise typer.Exit(2)
     hooks = [] if quiet else [progress_hook()]
     imagine = Imagine(text or "", resume=resume, quiet=quiet, on_step=hooks, **given)
     try:

@@ -7,6 +7,8 @@ import platform
 
 import typer
 
+from ..version import __version__
+
 from .common import cli_errors
 
 __all__ = ["register"]
@@ -44,7 +46,7 @@ def doctor() -> None:
     import torch
     from huggingface_hub import constants
 
-    from .. import __version__, weights
+    from .. import weights
     from ..models import resolve_device, resolve_dtype
 
     def line(key: str, value: object) -> None:

@@ -15,7 +15,7 @@ __all__ = ["register"]
 
 def evaluate(
     ctx: typer.Context,
-    prompt_file: Optional[Path] = typer.Argument(None, help="Prompt list (one a line, '#' comments)."),
+    prompt_file: Optional[Path] = typer.Argument(None, help="Prompt file, as textsleep batch reads it: one a line, options for one line after ' -- ', '#' comments."),
     judge_model: str = typer.Option("ViT-L-14", "--judge-model", help="CLIP model that scores the finals (not one optimised against)."),
     judge_pretrained: str = typer.Option("openai", "--judge-pretrained", help="Its pretrained tag or checkpoint file."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds; every prompt is dreamt once per seed."),
@@ -42,18 +42,18 @@ def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_
     from ..errors import UserError
     from ..models import ModelCache, resolve_device, resolve_dtype
     from ..settings import DreamSettings
-    from ..options import parse_options as parse_dream_args
+    from ..options import parse_options
 
-    prompts = ev.read_prompt_list(prompt_file)
     try:
         seeds = [int(s) for s in seeds_text.split(",") if s.strip()]
     except ValueError:
         raise UserError(f"--seeds {seeds_text!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
     if not seeds:
         raise UserError(f"--seeds {seeds_text!r}: give at least one seed")
-    options = parse_dream_args(list(ctx.args))
+    options = parse_options(list(ctx.args))
     options.pop("out", None)
-    base = DreamSettings(text=prompts[0], **options)
+    jobs = ev.plan_eval(prompt_file, options, seeds)
+    base = DreamSettings(**{**jobs[0].settings, "text": ""})
     ev.check_judge(judge_model, judge_pretrained, base.clips())
     folder = out or Path(base.out) / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,12 +61,12 @@ def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_
     device = resolve_device(base.device)
     judge = models.clip(judge_model, judge_pretrained, device, resolve_dtype(base.precision, device))
     rows = []
-    total = len(prompts) * len(seeds)
-    for row in ev.run_eval(prompts, seeds, options, judge, out=folder / "runs", models=models):
+    total = len(jobs)
+    for row in ev.run_eval(jobs, judge, out=folder / "runs", models=models):
         rows.append(row)
         typer.echo(f"[{len(rows)}/{total}] judge {row.judge_score:.4f}  {row.seconds:.1f} s  seed {row.seed}  {row.prompt}")
     meta = {"prompt_file": str(prompt_file), "seeds": seeds, "judge": {"model": judge_model, "pretrained": judge_pretrained},
-            "options": options, "settings": base.replace(text="").to_dict(), "torch": torch.__version__}
+            "options": options, "settings": base.to_dict(), "torch": torch.__version__}
     results = ev.write_results(rows, meta, folder)
     s = ev.summary(rows)
     typer.echo(f"mean judge score {s['mean_judge_score']:.4f} over {s['images']} pictures, {s['mean_seconds_per_image']:.1f} s per picture")
