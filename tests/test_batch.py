@@ -1,50 +1,20 @@
 """Batch prompt files: parsing, a manifest that survives anything, resume, shards, claims, bad input."""
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from batchtools import ONE_THREAD, one_line_error, read_records, run_batch, saved_run, wait_for, write_prompts
 
 from textsleep import UserError
 from textsleep import batch as lib
-from textsleep.cli import app
-
-runner = CliRunner()
-
-
-def _run(args):
-    return runner.invoke(app, ["batch", *args], catch_exceptions=False)
-
-
-def _one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
-def _prompts(tmp_path, text, name="prompts.txt"):
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def _records(folder):
-    lines = (Path(folder) / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines]
 
 
 def _by_prompt(folder):
-    return {(r["prompt"] or r["source"], r["seed"]): r for r in _records(folder)}
+    return {(r["prompt"] or r["source"], r["seed"]): r for r in read_records(folder)}
 
 
 @pytest.fixture
@@ -59,7 +29,7 @@ def test_plan_reads_the_format_and_names_bad_lines(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (8, 8), "red").save(tmp_path / "refs" / "cat.png")
-    path = _prompts(
+    path = write_prompts(
         tmp_path,
         "# a comment\n\n"
         "a lighthouse in a storm\n"  # 3
@@ -96,7 +66,7 @@ def test_plan_reads_the_format_and_names_bad_lines(tmp_path):
 
 
 def test_job_ids_follow_line_content_not_line_numbers(tmp_path):
-    path = _prompts(tmp_path, "a red cube\na blue sphere -- --seed 4\n")
+    path = write_prompts(tmp_path, "a red cube\na blue sphere -- --seed 4\n")
     before = {j.source: j.id for j in lib.plan_batch(path).jobs}
     assert before == {j.source: j.id for j in lib.plan_batch(path).jobs}  # the same on every read
     path.write_text("# new comment\na green cone\na red cube\na blue sphere -- --seed 4\n")
@@ -111,7 +81,7 @@ def test_job_ids_follow_line_content_not_line_numbers(tmp_path):
 def test_awkward_prompts_get_safe_distinct_folders(tmp_path):
     long = "a very long prompt " * 16  # 300 characters
     prompts = ["a/b/../../etc/passwd", "\"quoted\" and 'single'", "🌋🌋 a volcano 🌋", "🌋🌋🌋", long[:300], long[:300], "a/b", "a b"]
-    path = _prompts(tmp_path, "\n".join(prompts) + "\n")
+    path = write_prompts(tmp_path, "\n".join(prompts) + "\n")
     plan = lib.plan_batch(path)
     names = [job.folder for job in plan.jobs]
     assert len(plan.jobs) == len(prompts) and len(set(names)) == len(names)
@@ -124,7 +94,7 @@ def test_awkward_prompts_get_safe_distinct_folders(tmp_path):
 
 
 def test_shards_partition_the_jobs(tmp_path):
-    path = _prompts(tmp_path, "".join(f"prompt {i}\n" for i in range(7)) + "prompt x -- --seeds 1,2,3\n")
+    path = write_prompts(tmp_path, "".join(f"prompt {i}\n" for i in range(7)) + "prompt x -- --seeds 1,2,3\n")
     jobs = lib.plan_batch(path).jobs
     for n in (1, 2, 3, 4, 11):
         shards = [lib.select_shard(jobs, i, n) for i in range(n)]
@@ -155,11 +125,12 @@ def test_eta_comes_from_measured_times():
 
 # ---------------------------------------------------------------------------------------------- the command
 def test_bad_lines_are_skipped_and_recorded_rerun_skips_finished(tmp_path, quick):
-    path = _prompts(tmp_path, "a red cube\nbroken -- --size 300\na red cube -- --seed 9\n")
+    path = write_prompts(tmp_path, "a red cube\nbroken -- --size 300\na red cube -- --seed 9\n")
     out = tmp_path / "batch"
-    result = _run([str(path), *quick, "--out", str(out)])
+    result = run_batch([str(path), *quick, "--out", str(out)])
     assert result.exit_code == 1, result.output  # a line failed
     assert "warning: prompts.txt:2: --size 300: allowed sizes are 128, 256, 512" in result.output
+    assert "dreaming: 100%" in result.stderr and "2/2" in result.stderr  # each job's progress bar (not with --quiet)
     records = _by_prompt(out)
     assert [r["status"] for r in records.values()] == ["finished", "failed", "finished"]
     assert records[("broken -- --size 300", None)]["error"] == "prompts.txt:2: --size 300: allowed sizes are 128, 256, 512"
@@ -170,13 +141,13 @@ def test_bad_lines_are_skipped_and_recorded_rerun_skips_finished(tmp_path, quick
     assert (out / "index.html").is_file()
     stamp = (run_dir / "run.json").stat().st_mtime_ns
 
-    again = _run([str(path), *quick, "--out", str(out)])
+    again = run_batch([str(path), *quick, "--out", str(out)])
     assert "skipped 2 finished and 0 failed job(s)" in again.output
     assert all(len(r["attempts"]) == len(records[k]["attempts"]) for k, r in _by_prompt(out).items())
     assert (run_dir / "run.json").stat().st_mtime_ns == stamp
     assert len(list((out / "runs").iterdir())) == 2
 
-    status = _run(["--status", str(out)])
+    status = run_batch(["--status", str(out)])
     assert status.exit_code == 0
     assert "2 finished · 1 failed" in status.output and "prompts.txt:2: --size 300" in status.output
 
@@ -189,36 +160,36 @@ def test_strict_stops_before_any_model_loads(tmp_path, quick, monkeypatch):
 
     monkeypatch.setattr(ModelCache, "biggan", no_models)
     monkeypatch.setattr(ModelCache, "clip", no_models)
-    path = _prompts(tmp_path, "fine\nbad -- --truncation 2\nworse -- --bogus\n")
-    result = _run([str(path), *quick, "--out", str(tmp_path / "batch"), "--strict"])
-    _one_line_error(result, "2 bad line(s)", "--strict")
+    path = write_prompts(tmp_path, "fine\nbad -- --truncation 2\nworse -- --bogus\n")
+    result = run_batch([str(path), *quick, "--out", str(tmp_path / "batch"), "--strict"])
+    one_line_error(result, "2 bad line(s)", "--strict")
     assert "prompts.txt:2: --truncation 2.0: must be in (0, 1]" in result.output and "prompts.txt:3:" in result.output
     assert not (tmp_path / "batch").exists()
 
 
 def test_a_failing_job_is_recorded_and_the_batch_goes_on(tmp_path, quick):
-    path = _prompts(tmp_path, f"first -- --biggan {tmp_path / 'no-such-biggan'}\nsecond\n")
+    path = write_prompts(tmp_path, f"first -- --biggan {tmp_path / 'no-such-biggan'}\nsecond\n")
     out = tmp_path / "batch"
-    result = _run([str(path), *quick, "--out", str(out)])
+    result = run_batch([str(path), *quick, "--out", str(out)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    first, second = _records(out)
+    first, second = read_records(out)
     assert first["status"] == "failed" and "no-such-biggan" in first["error"] and first["attempts"][0]["status"] == "failed"
     assert second["status"] == "finished"
     assert "failed (line 1)" in result.output
     # failed jobs run again only when asked
-    _run([str(path), *quick, "--out", str(out)])
-    assert len(_records(out)[0]["attempts"]) == 1
-    _run([str(path), *quick, "--out", str(out), "--retry-failed"])
-    first, second = _records(out)
+    run_batch([str(path), *quick, "--out", str(out)])
+    assert len(read_records(out)[0]["attempts"]) == 1
+    run_batch([str(path), *quick, "--out", str(out), "--retry-failed"])
+    first, second = read_records(out)
     assert len(first["attempts"]) == 2 and first["status"] == "failed" and len(second["attempts"]) == 1
 
 
 def test_a_job_claimed_by_another_worker_is_left_to_it(tmp_path, quick):
-    path = _prompts(tmp_path, "mine\ntheirs\n")
+    path = write_prompts(tmp_path, "mine\ntheirs\n")
     out = tmp_path / "batch"
-    from textsleep.options import parse_options as parse_dream_args
+    from textsleep.options import parse_options
 
-    plan = lib.plan_batch(path, parse_dream_args(quick))  # the same jobs the command will find
+    plan = lib.plan_batch(path, parse_options(quick))  # the same jobs the command will find
     folder = lib.BatchFolder(out)
     out.mkdir()
     theirs = plan.jobs[1].id
@@ -226,25 +197,25 @@ def test_a_job_claimed_by_another_worker_is_left_to_it(tmp_path, quick):
         assert held
         with folder.claim(theirs) as second:
             assert not second
-        result = _run([str(path), *quick, "--out", str(out), "--force"])
+        result = run_batch([str(path), *quick, "--out", str(out), "--force"])
     assert "skipped theirs: another worker is running it" in result.output
-    assert [r["status"] for r in _records(out)] == ["finished", "pending"]
+    assert [r["status"] for r in read_records(out)] == ["finished", "pending"]
 
 
 def test_folder_of_another_prompt_file_or_options_is_refused(tmp_path, quick):
-    a = _prompts(tmp_path, "a red cube\n", "a.txt")
-    b = _prompts(tmp_path, "a blue sphere\n", "b.txt")
+    a = write_prompts(tmp_path, "a red cube\n", "a.txt")
+    b = write_prompts(tmp_path, "a blue sphere\n", "b.txt")
     out = tmp_path / "batch"
     lib.BatchFolder.prepare(out, lib.plan_batch(a, {"iterations": 2}))
-    _one_line_error(_run([str(b), *quick, "--out", str(out)]), "batch folder of", "a.txt", "--force")
-    _one_line_error(_run([str(a), *quick, "--out", str(out), "--iterations", "3"]), "other options", "--iterations 2 then, 3 now")
+    one_line_error(run_batch([str(b), *quick, "--out", str(out)]), "batch folder of", "a.txt", "--force")
+    one_line_error(run_batch([str(a), *quick, "--out", str(out), "--iterations", "3"]), "other options", "--iterations 2 then, 3 now")
     lib.BatchFolder.prepare(out, lib.plan_batch(b, {"iterations": 2}), force=True)
     assert json.loads((out / "batch.json").read_text())["prompt_file"] == str(b.resolve())
-    assert len(_records(out)) == 2  # the first file's job is still recorded
+    assert len(read_records(out)) == 2  # the first file's job is still recorded
     other = tmp_path / "somebody-elses"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    _one_line_error(_run([str(a), *quick, "--out", str(other)]), "not a batch folder")
+    one_line_error(run_batch([str(a), *quick, "--out", str(other)]), "not a batch folder")
     assert (other / "notes.txt").read_text() == "keep me"
 
 
@@ -263,62 +234,38 @@ def test_folder_of_another_prompt_file_or_options_is_refused(tmp_path, quick):
     ],
 )
 def test_bad_input_is_one_line(args, fragments, tmp_path):
-    good = _prompts(tmp_path, "a red cube\n")
-    empty = _prompts(tmp_path, "# only a comment\n\n", "empty.txt")
+    good = write_prompts(tmp_path, "a red cube\n")
+    empty = write_prompts(tmp_path, "# only a comment\n\n", "empty.txt")
     args = [{"FILE": str(good), "EMPTY": str(empty)}.get(a, a) for a in args]
-    _one_line_error(_run([*args, "--out", str(tmp_path / "batch")]), *fragments)
+    one_line_error(run_batch([*args, "--out", str(tmp_path / "batch")]), *fragments)
 
 
 def test_status_of_a_folder_that_is_not_a_batch(tmp_path):
-    _one_line_error(_run(["--status", str(tmp_path)]), "not a batch folder")
+    one_line_error(run_batch(["--status", str(tmp_path)]), "not a batch folder")
 
 
 # ---------------------------------------------------------------------------------------------- kill -9
-_ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: threads only fight over two cores
-
-
-def _wait_for(predicate, proc, seconds=90):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc.poll() is not None:
-            pytest.fail(f"the batch ended early: {proc.communicate()}")
-        time.sleep(0.02)
-    pytest.fail("timed out")
-
-
 def test_sigkill_mid_job_then_rerun_resumes_it_and_runs_each_job_once(tmp_path, tiny_args):
     iterations, every = 18, 3
-    path = _prompts(tmp_path, f"first\nsecond -- --iterations {iterations} --save-every {every}\nthird\n")
+    path = write_prompts(tmp_path, f"first\nsecond -- --iterations {iterations} --save-every {every}\nthird\n")
     out = tmp_path / "batch"
     args = [str(path), *tiny_args, "--cutouts", "2", "--iterations", "2", "--out", str(out), "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "textsleep", "batch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ONE_THREAD)
-
-    def second_saved():
-        runs = list((out / "runs").glob("second-*/run.json")) if (out / "runs").exists() else []
-        if runs:
-            try:
-                return json.loads(runs[0].read_text())["steps_done"] >= every and runs[0].parent
-            except (ValueError, OSError):
-                return False
-        return False
+    proc = subprocess.Popen([sys.executable, "-m", "textsleep", "batch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
 
     try:
-        run_dir = _wait_for(second_saved, proc)
+        run_dir = wait_for(lambda: saved_run(out, "second", every), proc)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     killed_at = json.loads((run_dir / "run.json").read_text())["steps_done"]
-    records = {r["source"].split(" --")[0]: r for r in _records(out)}  # still readable after kill -9
+    records = {r["source"].split(" --")[0]: r for r in read_records(out)}  # still readable after kill -9
     assert records["first"]["status"] == "finished" and records["second"]["status"] == "running"
     assert records["third"]["status"] == "pending" and killed_at < iterations
     first_record = (out / records["first"]["folder"] / "run.json").read_bytes()
 
-    again = _run(args)  # the same command again
+    again = run_batch(args)  # the same command again
     assert again.exit_code == 0, again.output
-    records = {r["source"].split(" --")[0]: r for r in _records(out)}
+    records = {r["source"].split(" --")[0]: r for r in read_records(out)}
     assert all(r["status"] == "finished" for r in records.values())
     assert len(list((out / "runs").iterdir())) == 3  # one folder per job: nothing started twice
     assert (out / records["first"]["folder"] / "run.json").read_bytes() == first_record  # not run again
@@ -334,25 +281,25 @@ def test_sigkill_mid_job_then_rerun_resumes_it_and_runs_each_job_once(tmp_path, 
 
 
 def test_devices_run_one_worker_each_and_ctrl_c_saves_both(tmp_path, tiny_options):
-    path = _prompts(tmp_path, "one\ntwo\nthree\n")
+    path = write_prompts(tmp_path, "one\ntwo\nthree\n")
     out = tmp_path / "batch"
     options = {**tiny_options, "iterations": 100000, "save_every": 2, "cutouts": 2, "out": out}
     args = [sys.executable, "-m", "textsleep", "batch", str(path)]
     for key, value in options.items():
         if key != "device":  # --devices gives each worker its own
             args += [f"--{key.replace('_', '-')}", str(value)]
-    proc = subprocess.Popen([*args, "--devices", "cpu,cpu", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_ONE_THREAD)
+    proc = subprocess.Popen([*args, "--devices", "cpu,cpu", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
 
     def both_running():
         try:
-            records = _records(out)
+            records = read_records(out)
         except (OSError, ValueError):
             return False
         running = [r for r in records if r["status"] == "running" and (out / r["folder"] / "run.json").is_file()]
         return len(running) == 2 and running  # both dreaming, each past its first save
 
     try:
-        running = _wait_for(both_running, proc)
+        running = wait_for(both_running, proc)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=90)
     finally:
@@ -361,7 +308,7 @@ def test_devices_run_one_worker_each_and_ctrl_c_saves_both(tmp_path, tiny_option
     assert proc.returncode == 130, stderr
     assert "2 workers: cpu, cpu" in stdout and "resume with: textsleep batch" in stderr and "--devices cpu,cpu" in stderr
     assert len({r["worker"] for r in running}) == 2  # two processes, one job each
-    records = {r["source"]: r for r in _records(out)}
+    records = {r["source"]: r for r in read_records(out)}
     assert sorted(r["status"] for r in records.values()) == ["interrupted", "interrupted", "pending"]
     for record in records.values():
         if record["status"] == "interrupted":

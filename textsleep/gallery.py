@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from .outputs import write_text
 
 __all__ = ["write_gallery", "render_gallery", "GALLERY_FILE"]
 
@@ -53,16 +54,7 @@ def write_gallery(batch_dir: str | os.PathLike, records: list[dict[str, Any]], *
     """Write ``batch_dir/index.html`` for job records (in the order given); returns its path."""
     batch_dir = Path(batch_dir)
     path = batch_dir / GALLERY_FILE
-    page = render_gallery(batch_dir, records, title=title, note=note)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=batch_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(page)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, render_gallery(batch_dir, records, title=title, note=note))
 
 
 def render_gallery(batch_dir: Path, records: list[dict[str, Any]], *, title: str = "batch", note: str = "") -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, one_line
 from .fastclip import block_options, speed_up
 
 __all__ = [
@@ -120,14 +120,15 @@ def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progre
     try:
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise UserError(f"{weights_file}: cannot be read as a PyTorch checkpoint ({_one_line(err)})") from None
+        raise UserError(f"{weights_file}: cannot be read as a PyTorch checkpoint ({one_line(err, 300, named=False)})") from None
     if not isinstance(state, dict):
         raise UserError(f"{weights_file}: holds a {type(state).__name__}, not a state dict")
     try:
         # strict=True also lets spectral norm's load hook upgrade the 2019 files that lack weight_v
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise UserError(f"{weights_file} does not match the BigGAN in {config_file.name}: {_one_line(err, 600)}") from None
+        reason = one_line(err, 600, named=False).replace("Error(s) in loading state_dict for BigGAN: ", "")
+        raise UserError(f"{weights_file} does not match the BigGAN in {config_file.name}: {reason}") from None
     return prepare_biggan(model).to(device)
 
 
@@ -143,12 +144,6 @@ def prepare_biggan(model):
             torch.nn.utils.remove_spectral_norm(module)
     model.requires_grad_(False)
     return model.to(memory_format=torch.channels_last)
-
-
-def _one_line(err: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(err).split())
-    text = text.replace('Error(s) in loading state_dict for BigGAN: ', "")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ---------------------------------------------------------------------------------------------- CLIP
@@ -224,7 +219,7 @@ def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") ->
     try:
         model = open_clip.create_model(name, pretrained=source, force_quick_gelu=quick_gelu, device=device, **block_options(name))
     except (RuntimeError, OSError, ValueError, KeyError) as err:
-        raise UserError(f"could not load CLIP {name} weights {pretrained!r}: {_one_line(err)}") from None
+        raise UserError(f"could not load CLIP {name} weights {pretrained!r}: {one_line(err, 300, named=False)}") from None
     return wrap_clip(name, pretrained, model, tag_cfg)
 
 

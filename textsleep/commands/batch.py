@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from .common import cli_errors, echo_err
+from .common import cli_errors, echo_err, progress_hook
 
 __all__ = ["register", "batch"]
 
@@ -26,7 +26,7 @@ def batch(
     repeat: Optional[str] = typer.Option(None, "--repeat", metavar="K", help="Dream every line K times (seeds seed, seed+1, …, or derived from the line)."),
     seeds: Optional[str] = typer.Option(None, "--seeds", metavar="1,2,3", help="Dream every line once per seed, e.g. 1,2,3."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed jobs again."),
-    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="I/N: run only jobs I, I+N, I+2N, … (0 <= I < N), e.g. one per Slurm array task."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="I/N: run only jobs I, I+N, I+2N, … (0 <= I < N); in a Slurm array job it is the task's place in the array unless given."),
     devices: Optional[str] = typer.Option(None, "--devices", metavar="DEVICES", help="One worker per device on this machine, e.g. cuda:0,cuda:1."),
     force: bool = typer.Option(False, "--force", help="Use an --out folder made for another prompt file or other options."),
     status: Optional[Path] = typer.Option(None, "--status", metavar="DIR", help="Show what is done in a batch folder, and exit."),
@@ -47,7 +47,11 @@ def batch(
         return
     if prompt_file is None:
         raise UserError("give a prompt file, e.g. textsleep batch prompts/overnight.txt (or --status DIR)")
-    folder, mine, device_list = _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker)
+    if shard is None and worker is None:
+        shard, where = _slurm_shard()
+    else:
+        where = ""
+    folder, mine, device_list = _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker, where)
     again = _resume_command(ctx, prompt_file, folder.path, repeat, seeds, shard, devices, retry_failed, quiet)
     if device_list and len(device_list) > 1:
         code = _run_workers(ctx, prompt_file, folder.path, device_list, repeat, seeds, shard, retry_failed, again)
@@ -59,17 +63,17 @@ def batch(
     raise typer.Exit(code)
 
 
-def _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker):
+def _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker, where=""):
     """Parse everything, report bad lines, open the batch folder; nothing loads a model."""
     from .. import batch as lib
     from ..errors import UserError
     from ..outputs import slugify
-    from ..options import parse_options as parse_dream_args
+    from ..options import parse_options
 
     for arg in ctx.args:
         if arg.split("=", 1)[0] in _RUNS_HERE:
             raise UserError(f"{arg}: a batch resumes its own jobs; rerun the same textsleep batch command instead")
-    defaults = parse_dream_args(list(ctx.args))
+    defaults = parse_options(list(ctx.args))
     k = lib.parse_repeat(repeat) if repeat is not None else None
     seed_list = lib.parse_seeds(seeds) if seeds is not None else None
     index, count = lib.parse_shard(shard) if shard is not None else (0, 1)
@@ -85,18 +89,20 @@ def _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force
     folder = lib.BatchFolder.prepare(out or Path("outputs") / f"batch-{slugify(prompt_file.stem, fallback='prompts')}", plan, force=force)
     mine = lib.select_shard(plan.jobs, index, count)
     if worker is None:
-        part = f" (shard {index}/{count})" if count > 1 else ""
+        part = f" (shard {index}/{count}{where})" if count > 1 or where else ""
         bad = f" ({sum(not j.valid for j in mine)} bad line(s) skipped)" if any(not j.valid for j in mine) else ""
         typer.echo(f"batch {folder.path}: {sum(j.valid for j in mine)} jobs{part}{bad}; gallery {folder.path / 'index.html'}")
     return folder, mine, device_list
 
 
 def _run_here(folder, mine, *, retry_failed: bool, device: str | None, quiet: bool, tag: str | None, again: str) -> int:
-    """Run this process's jobs, printing a line per job; 130 on Ctrl-C, 1 if a job failed, else 0."""
+    """Run this process's jobs, printing a line per job; 130 on Ctrl-C (143 on SIGTERM, 129 on SIGHUP), 1 if a job failed, else 0."""
     from .. import batch as lib
+    from ..errors import Interrupted
 
     prefix = f"[{tag}] " if tag else ""
-    events = lib.run_jobs(folder, mine, retry_failed=retry_failed, device=device, quiet=quiet)
+    hook = None if quiet else progress_hook(leave=False)
+    events = lib.run_jobs(folder, mine, retry_failed=retry_failed, device=device, quiet=quiet, on_step=hook)
     skipped = {"finished": 0, "failed": 0}
     try:
         for event in events:
@@ -104,12 +110,13 @@ def _run_here(folder, mine, *, retry_failed: bool, device: str | None, quiet: bo
                 skipped[event.why] += 1
                 continue
             typer.echo(prefix + _event_line(event, folder.path))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         events.close()
-        echo_err(f"\n{prefix}stopped; the running job's checkpoint is saved and the manifest says interrupted")
+        by = f" by {err.signal_name}" if isinstance(err, Interrupted) else ""
+        echo_err(f"\n{prefix}stopped{by}; the running job's checkpoint is saved and the manifest says interrupted")
         if tag is None:
             echo_err(f"resume with: {again}")
-        return 130
+        return getattr(err, "exit_code", 130)
     finally:
         events.close()
     if skipped["finished"] or skipped["failed"]:
@@ -125,6 +132,7 @@ def _event_line(event, batch_dir: Path) -> str:
     job = event.job
     if event.kind == "start":
         resumed = f" · resuming from step {event.resumed_from}" if event.resumed_from else ""
+        resumed += f" · starting over: {event.restarted}" if event.restarted else ""
         eta = f" · ETA {_duration(p.eta_seconds)}" if p.eta_seconds is not None else ""
         return f"{count} {_short(job.prompt)} · seed {job.seed} · line {job.line}{resumed}{eta}"
     if event.kind == "finished":
@@ -137,7 +145,9 @@ def _event_line(event, batch_dir: Path) -> str:
 
 
 def _run_workers(ctx, prompt_file, batch_dir, device_list, repeat, seeds, shard, retry_failed, again) -> int:
-    """One worker process per device; Ctrl-C stops them all (each saves its job)."""
+    """One worker process per device; Ctrl-C (or SIGTERM, SIGHUP) stops them all (each saves its job)."""
+    from ..errors import Interrupted
+
     common = [str(prompt_file), "--out", str(batch_dir), *ctx.args]
     for name, value in (("--repeat", repeat), ("--seeds", seeds), ("--shard", shard)):
         if value is not None:
@@ -151,17 +161,29 @@ def _run_workers(ctx, prompt_file, batch_dir, device_list, repeat, seeds, shard,
     typer.echo(f"{len(procs)} workers: {', '.join(device_list)}")
     try:
         codes = [proc.wait() for proc in procs]
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         for proc in procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signum)  # the same stop, passed on
         for proc in procs:
             proc.wait()
         echo_err(f"\nstopped; each worker saved its running job\nresume with: {again}")
-        return 130
-    if any(code == 130 for code in codes):
-        return 130
-    return max(codes)
+        return getattr(err, "exit_code", 130)
+    stopped = [code for code in codes if code in (130, 143, 129)]
+    return stopped[0] if stopped else max(codes)
+
+
+def _slurm_shard() -> tuple[str | None, str]:
+    """In a Slurm array task: its shard as I/N and a note saying where it came from; else (None, "")."""
+    import os
+
+    from .. import batch as lib
+
+    found = lib.shard_from_env()
+    if found is None:
+        return None, ""
+    return f"{found[0]}/{found[1]}", f" from Slurm array task {os.environ['SLURM_ARRAY_TASK_ID']}"
 
 
 def _resume_command(ctx, prompt_file, batch_dir, repeat, seeds, shard, devices, retry_failed, quiet) -> str:

@@ -1,17 +1,22 @@
-"""What every command shares: one-line errors, one-line warnings, quiet library logging."""
+"""What every command shares: one-line errors, one-line warnings, quiet library logging, signals, a progress bar."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import signal
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import typer
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 
-__all__ = ["cli_errors", "echo_err", "settings_default", "progress_hook"]
+__all__ = ["cli_errors", "echo_err", "settings_default", "progress_hook", "stop_signals"]
+
+_STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # a time limit or scancel; a closed terminal
 
 
 def echo_err(message: str) -> None:
@@ -22,13 +27,50 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     echo_err(f"warning: {message}")
 
 
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """While inside: SIGTERM and SIGHUP raise :class:`Interrupted`, as Ctrl-C raises KeyboardInterrupt.
+
+    So whatever saves its work on Ctrl-C saves it when a cluster's time limit,
+    ``scancel`` or a closed terminal stops the command.  Only the first such
+    signal interrupts; later ones (a scheduler may send TERM more than once)
+    are ignored while that one unwinds.  The previous handlers come back on
+    the way out.  (Handlers can only be set from the main thread; elsewhere
+    this does nothing.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = []
+
+    def interrupt(signum, frame):
+        if not stopping:
+            stopping.append(signum)
+            raise Interrupted(signum)
+
+    previous = {}
+    for name in _STOP_SIGNALS:
+        signum = getattr(signal, name, None)  # (Windows has no SIGHUP)
+        if signum is not None:
+            previous[signum] = signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
 def cli_errors(func: Callable) -> Callable:
-    """Run a command so that user mistakes are one line on stderr and exit code 2, never a traceback."""
+    """Run a command so that user mistakes are one line on stderr and exit code 2, never a traceback.
+
+    Ctrl-C exits with 130; SIGTERM and SIGHUP are handled as Ctrl-C is (see
+    :func:`stop_signals`) and exit with 143 and 129.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         logging.getLogger().setLevel(logging.ERROR)  # libraries' chatter (e.g. open_clip's notes) stays out
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), stop_signals():
             warnings.simplefilter("ignore")
             warnings.filterwarnings("default", module=r"textsleep(\.|$)")
             warnings.showwarning = _show_warning
@@ -40,9 +82,9 @@ def cli_errors(func: Callable) -> Callable:
             except FileNotFoundError as err:
                 echo_err(f"error: {err.filename or err}: no such file or folder")
                 raise typer.Exit(2) from None
-            except KeyboardInterrupt:
-                echo_err("\ninterrupted")
-                raise typer.Exit(130) from None
+            except KeyboardInterrupt as err:
+                echo_err(f"\n{err}" if isinstance(err, Interrupted) else "\ninterrupted")
+                raise typer.Exit(getattr(err, "exit_code", 130)) from None
 
     return wrapper
 
@@ -55,7 +97,7 @@ def settings_default(name: str) -> str:
 
 
 class _ProgressBar:
-    """A per-step hook drawing a tqdm bar of a dream's steps, with its loss and score."""
+    """A per-step hook (``Imagine(on_step=...)``) drawing a tqdm bar of a dream's steps, with its loss and score."""
 
     def __init__(self, desc: str = "dreaming", leave: bool = True) -> None:
         self.desc, self.leave, self.bar = desc, leave, None
@@ -76,5 +118,9 @@ class _ProgressBar:
 
 
 def progress_hook(desc: str = "dreaming", leave: bool = True) -> _ProgressBar:
-    """A hook for ``Imagine(on_step=...)`` that shows the dream's progress as a bar on stderr."""
+    """A hook for ``Imagine(on_step=...)`` that shows the dream's progress as a bar on stderr.
+
+    One hook serves several dreams one after another (a batch's jobs): each
+    run's ``close`` ends its bar and the next step starts a new one.
+    """
     return _ProgressBar(desc, leave)
