@@ -268,13 +268,12 @@ def caption(run: dict[str, Any]) -> str:
 
 
 def list_batches(out: str | Path) -> list[str]:
-    """Batch folders under ``out`` (and ``out`` itself when it is one)."""
-    from .batch import META
+    """Batch folders under ``out`` (and ``out`` itself when it is one), newest first."""
+    from .batch import BatchFolder
 
     out = Path(out).expanduser()
-    folders = [out] if (out / META).is_file() else []
-    folders += sorted((p.parent for p in out.glob(f"*/{META}")), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [str(p) for p in folders]
+    found = [p for p in [out, *out.glob("*/")] if BatchFolder(p).meta_file.is_file()]
+    return [str(p) for p in sorted(found, key=lambda p: (p != out, -BatchFolder(p).meta_file.stat().st_mtime))]
 
 
 def _cell(text: Any) -> str:
