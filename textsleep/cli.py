@@ -74,7 +74,7 @@ def _main(
 def _register() -> None:
     from importlib import import_module
 
-    for name in ("dream", "weights", "explore", "invert", "batch", "bench", "evaluate", "upscale"):
+    for name in ("dream", "weights", "explore", "invert", "batch", "bench", "evaluate", "upscale", "ui"):
         try:
             module = import_module(f"textsleep.commands.{name}")
         except ModuleNotFoundError as err:
