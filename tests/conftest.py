@@ -64,3 +64,25 @@ def _isolated_caches(tmp_path, monkeypatch):
     """No test touches the user's caches or the network."""
     monkeypatch.setenv("TEXTSLEEP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def one_line_error():
+    """``check(result, *fragments)``: a CliRunner result failed with exactly one ``error:`` line holding each fragment."""
+
+    def check(result, *fragments):
+        assert result.exit_code != 0, result.output
+        assert "Traceback" not in result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, result.output
+        for fragment in fragments:
+            assert fragment in errors[0], errors[0]
+        return errors[0]
+
+    return check
+
+
+@pytest.fixture
+def gan_args(tiny) -> list[str]:
+    """Command-line options for the explorer commands on the tiny BigGAN."""
+    return ["--biggan", tiny["biggan"], "--device", "cpu", "--precision", "fp32"]

@@ -21,15 +21,6 @@ def _run(args):
     return runner.invoke(app, args, catch_exceptions=False)
 
 
-def _one_line_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
 def test_default_command_and_explicit_dream(tiny_args, tmp_path):
     result = _run(["upside down tree", *tiny_args, "--quiet"])
     assert result.exit_code == 0, result.output
@@ -64,25 +55,25 @@ def test_help_shows_defaults_from_the_settings():
         (["tree", "--bogus"], ["No such option: --bogus"]),
     ],
 )
-def test_bad_input_is_one_line(extra, fragments, tiny_args):
+def test_bad_input_is_one_line(extra, fragments, tiny_args, one_line_error):
     # the bad value comes last so it wins over the tiny defaults
-    _one_line_error(_run([*extra[:1], *tiny_args, *extra[1:]]), *fragments)
+    one_line_error(_run([*extra[:1], *tiny_args, *extra[1:]]), *fragments)
 
 
-def test_not_an_image(tiny_args, tmp_path):
+def test_not_an_image(tiny_args, tmp_path, one_line_error):
     bad = tmp_path / "notes.png"
     bad.write_text("hello")
-    _one_line_error(_run(["tree", *tiny_args, "--image", str(bad)]), "not an image")
+    one_line_error(_run(["tree", *tiny_args, "--image", str(bad)]), "not an image")
 
 
-def test_biggan_folder_missing_a_file(tiny_args, tmp_path):
+def test_biggan_folder_missing_a_file(tiny_args, tmp_path, one_line_error):
     folder = tmp_path / "half"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
-    _one_line_error(_run(["tree", *tiny_args, "--biggan", str(folder)]), "pytorch_model.bin")
+    one_line_error(_run(["tree", *tiny_args, "--biggan", str(folder)]), "pytorch_model.bin")
 
 
-def test_biggan_of_the_wrong_architecture(tiny, tiny_args, tmp_path):
+def test_biggan_of_the_wrong_architecture(tiny, tiny_args, tmp_path, one_line_error):
     from textsleep.testing import write_biggan
 
     other = write_biggan(tmp_path / "wide", size=128, channel_width=8)
@@ -91,10 +82,10 @@ def test_biggan_of_the_wrong_architecture(tiny, tiny_args, tmp_path):
     (folder / "config.json").write_text((Path(tiny["biggan"]) / "config.json").read_text())
     (folder / "pytorch_model.bin").write_bytes((other / "pytorch_model.bin").read_bytes())
     result = _run(["tree", *tiny_args, "--biggan", str(folder)])
-    _one_line_error(result, "does not match", "size mismatch")
+    one_line_error(result, "does not match", "size mismatch")
 
 
-def test_biggan_with_extra_keys_is_rejected(tiny, tiny_args, tmp_path):
+def test_biggan_with_extra_keys_is_rejected(tiny, tiny_args, tmp_path, one_line_error):
     import torch
 
     folder = tmp_path / "extra"
@@ -104,13 +95,13 @@ def test_biggan_with_extra_keys_is_rejected(tiny, tiny_args, tmp_path):
     state["stray.weight"] = torch.zeros(1)
     del state["embeddings.weight"]
     torch.save(state, folder / "pytorch_model.bin")
-    _one_line_error(_run(["tree", *tiny_args, "--biggan", str(folder)]), "stray.weight", "embeddings.weight")
+    one_line_error(_run(["tree", *tiny_args, "--biggan", str(folder)]), "stray.weight", "embeddings.weight")
 
 
-def test_unwritable_out(tiny_args, tmp_path):
+def test_unwritable_out(tiny_args, tmp_path, one_line_error):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    _one_line_error(_run(["tree", *tiny_args, "--out", str(blocker / "sub")]), "--out", "cannot create")
+    one_line_error(_run(["tree", *tiny_args, "--out", str(blocker / "sub")]), "--out", "cannot create")
 
 
 def test_long_prompt_warns(tiny_args):

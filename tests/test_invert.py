@@ -78,11 +78,6 @@ def _run(args):
     return result
 
 
-@pytest.fixture
-def gan_args(tiny):
-    return ["--biggan", tiny["biggan"], "--device", "cpu", "--precision", "fp32"]
-
-
 def test_invert_writes_a_run_folder_that_dreams_and_morphs_start_from(gan_args, tiny, photo, tmp_path):
     clip = ["--clip-model", tiny["clip_model"], "--clip-pretrained", tiny["clip_pretrained"]]
     result = _run(["invert", str(photo), "--iterations", "4", "--cutouts", "2", "--candidates", "2", *gan_args, *clip, "--out", str(tmp_path / "runs"), "--quiet"])

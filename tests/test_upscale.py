@@ -75,15 +75,6 @@ def picture(w: int, h: int, seed: int = 1) -> Image.Image:
     return Image.fromarray((rgb.clip(0, 1) * 255).astype(np.uint8))
 
 
-def _one_line_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
 # --------------------------------------------------------------------------------------------- networks
 @pytest.mark.parametrize("scale", [4, 2])
 def test_released_format_is_detected_with_its_scale(nets, scale):
@@ -261,7 +252,7 @@ def test_a_corrupted_cached_file_is_named(served, tmp_path):
         up.load_upscaler(scale=4, progress=False)
 
 
-def test_offline_fails_within_seconds_in_one_line(tmp_path, monkeypatch):
+def test_offline_fails_within_seconds_in_one_line(tmp_path, monkeypatch, one_line_error):
     import socket
 
     with socket.socket() as s:
@@ -273,24 +264,24 @@ def test_offline_fails_within_seconds_in_one_line(tmp_path, monkeypatch):
     start = time.monotonic()
     result = runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "--scale", "2", "--device", "cpu"])
     assert time.monotonic() - start < 5
-    _one_line_error(result, f"127.0.0.1:{port}/RealESRGAN_x2plus.pth", "--upscaler PATH", "TEXTSLEEP_UPSCALER_URL")
+    one_line_error(result, f"127.0.0.1:{port}/RealESRGAN_x2plus.pth", "--upscaler PATH", "TEXTSLEEP_UPSCALER_URL")
     assert not (tmp_path / "a_x2.png").exists()
 
 
 # --------------------------------------------------------------------------------------------- command line
-def test_cli_writes_beside_then_refuses_to_overwrite(nets, tmp_path):
+def test_cli_writes_beside_then_refuses_to_overwrite(nets, tmp_path, one_line_error):
     save_png(picture(12, 10), tmp_path / "a.png", {"prompt": "a"})
     args = ["upscale", str(tmp_path / "a.png"), "--upscaler", str(nets[4]), "--device", "cpu"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(tmp_path / "a_x4.png")
     first = (tmp_path / "a_x4.png").stat().st_mtime_ns
-    _one_line_error(runner.invoke(app, args), "a_x4.png", "already exists", "--force")
+    one_line_error(runner.invoke(app, args), "a_x4.png", "already exists", "--force")
     assert (tmp_path / "a_x4.png").stat().st_mtime_ns == first
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
 
 
-def test_cli_out_folder_and_file(nets, tmp_path):
+def test_cli_out_folder_and_file(nets, tmp_path, one_line_error):
     for name in ("a", "b"):
         picture(12, 10).save(tmp_path / f"{name}.png")
     pics = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
@@ -301,7 +292,7 @@ def test_cli_out_folder_and_file(nets, tmp_path):
             assert im.size == (24, 20)
     result = runner.invoke(app, ["upscale", pics[0], "--upscaler", str(nets[4]), "--out", str(tmp_path / "one.png")])
     assert result.exit_code == 0 and (tmp_path / "one.png").is_file()
-    _one_line_error(runner.invoke(app, ["upscale", *pics, "--upscaler", str(nets[4]), "--out", str(tmp_path / "two.png")]), "two.png", "give a folder")
+    one_line_error(runner.invoke(app, ["upscale", *pics, "--upscaler", str(nets[4]), "--out", str(tmp_path / "two.png")]), "two.png", "give a folder")
 
 
 @pytest.mark.parametrize(
@@ -313,30 +304,30 @@ def test_cli_out_folder_and_file(nets, tmp_path):
         (["--out", "x.jpg"], ["x.jpg", ".png"]),
     ],
 )
-def test_cli_bad_options_are_one_line(extra, fragments, tmp_path):
+def test_cli_bad_options_are_one_line(extra, fragments, tmp_path, one_line_error):
     picture(8, 8).save(tmp_path / "a.png")
-    _one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "a.png"), *extra]), *fragments)
+    one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "a.png"), *extra]), *fragments)
 
 
-def test_cli_bad_files_are_one_line(nets, tmp_path):
+def test_cli_bad_files_are_one_line(nets, tmp_path, one_line_error):
     picture(8, 8).save(tmp_path / "a.png")
     a = str(tmp_path / "a.png")
     not_net = tmp_path / "notes.pth"
     not_net.write_text("hello")
-    _one_line_error(runner.invoke(app, ["upscale", a, "--upscaler", str(not_net)]), str(not_net), "not an upscaler")
+    one_line_error(runner.invoke(app, ["upscale", a, "--upscaler", str(not_net)]), str(not_net), "not an upscaler")
     other = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(3, 3)}, other)
-    _one_line_error(runner.invoke(app, ["upscale", a, "--upscaler", str(other)]), str(other), "not an upscaler")
-    _one_line_error(runner.invoke(app, ["upscale", a, "--upscaler", str(nets[4]), "--scale", "2"]), "enlarges 4x", "--scale 4")
-    _one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "missing.png"), "--upscaler", str(nets[4])]), "missing.png", "no such picture")
+    one_line_error(runner.invoke(app, ["upscale", a, "--upscaler", str(other)]), str(other), "not an upscaler")
+    one_line_error(runner.invoke(app, ["upscale", a, "--upscaler", str(nets[4]), "--scale", "2"]), "enlarges 4x", "--scale 4")
+    one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "missing.png"), "--upscaler", str(nets[4])]), "missing.png", "no such picture")
     (tmp_path / "text.png").write_text("not a picture")
-    _one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "text.png"), "--upscaler", str(nets[4])]), "text.png", "not a picture")
+    one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "text.png"), "--upscaler", str(nets[4])]), "text.png", "not a picture")
 
 
-def test_without_spandrel_the_extra_is_named(nets, tmp_path, monkeypatch):
+def test_without_spandrel_the_extra_is_named(nets, tmp_path, monkeypatch, one_line_error):
     monkeypatch.setitem(sys.modules, "spandrel", None)  # import spandrel now raises ImportError
     picture(8, 8).save(tmp_path / "a.png")
-    _one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "--upscaler", str(nets[4])]), 'pip install "textsleep[upscale]"')
+    one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "--upscaler", str(nets[4])]), 'pip install "textsleep[upscale]"')
 
 
 def test_check_upscale_fails_before_any_work(nets, monkeypatch):

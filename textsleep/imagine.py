@@ -93,6 +93,10 @@ class Imagine:
         if settings.seed is None:
             settings = settings.replace(seed=secrets.randbelow(2**31))
         self.settings = settings
+        if settings.upscale:  # (fails now, not after a long dream, when the upscaler cannot be had)
+            from .upscale import check_upscale
+
+            check_upscale(settings.upscale)
         self.story = parse_story(settings.text, settings.images, settings.negatives)
         self.story_texts = story_parts(settings.text)
         self.prompts = self.story[0]
@@ -230,8 +234,8 @@ class Imagine:
         raises :class:`DreamFailed`, keeping what was saved before.
         """
         s = self.settings
-        self._stop_requested = False
         with ExitStack() as held:
+            held.callback(setattr, self, "_stop_requested", False)  # (a stop asked for before the loop begins still counts)
             if self.folder is not None:
                 held.enter_context(self.folder.lock())  # before loading models: a second writer is refused at once
             dream = self.prepare()
