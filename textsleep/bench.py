@@ -52,6 +52,18 @@ class BenchResult:
         return asdict(self)
 
 
+def _times(fn, dev, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``, the device synchronised around each."""
+    times = []
+    for _ in range(repeats):
+        _sync(dev)
+        t0 = time.perf_counter()
+        fn()
+        _sync(dev)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -93,14 +105,7 @@ def run_bench(
     gc.collect()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    times = []
-    for _ in range(steps + 1):
-        _sync(dev)
-        t0 = time.perf_counter()
-        dream.step()
-        _sync(dev)
-        times.append(time.perf_counter() - t0)
-    timed = times[1:]
+    timed = _times(dream.step, dev, steps + 1)[1:]  # (the first step warms up)
     median = statistics.median(timed)
     if dev.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(dev) / 2**30, "max allocated GPU memory"
@@ -139,14 +144,7 @@ def _matmul_rate(dev: torch.device, dtype: torch.dtype, n: int = 2048, repeats: 
     a = torch.randn(n, n, device=dev).to(dtype)
     b = torch.randn(n, n, device=dev).to(dtype)
     a @ b
-    times = []
-    for _ in range(repeats):
-        _sync(dev)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(dev)
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return 2 * n**3 / statistics.median(_times(lambda: a @ b, dev, repeats)) / 1e9
 
 
 def _gflop(fn) -> float:
@@ -186,13 +184,7 @@ def _phases(dream: Dream, steps: int, dev: torch.device) -> dict:
 
     out = {}
     for name, fn in (("generator", generator_part), ("cutouts", cutouts_part), ("clip", clip_part)):
-        times = []
-        for _ in range(steps + 1):
-            _sync(dev)
-            t0 = time.perf_counter()
-            fn()
-            _sync(dev)
-            times.append(time.perf_counter() - t0)
+        times = _times(fn, dev, steps + 1)[1:]
         dream.optimizer.zero_grad(set_to_none=True)
-        out[name] = {"median_s": round(statistics.median(times[1:]), 4), "gflop": round(_gflop(fn), 1)}
+        out[name] = {"median_s": round(statistics.median(times), 4), "gflop": round(_gflop(fn), 1)}
     return out

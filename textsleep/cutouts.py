@@ -145,7 +145,7 @@ class Cutouts:
         from kornia.enhance import adjust_brightness, adjust_contrast, adjust_saturation
 
         brightness, contrast, saturation, x0, y0 = params
-        n, size = cut.shape[0], self.size
+        size = self.size
         cut = adjust_brightness(cut, brightness.to(cut.device, cut.dtype), clip_output=False)
         cut = adjust_contrast(cut, contrast.to(cut.device, cut.dtype), clip_output=False)
         cut = adjust_saturation(cut, saturation.to(cut.device, cut.dtype))

@@ -22,7 +22,7 @@ from .prompts import Prompt
 from .render import num_latents, render
 from .settings import DreamSettings
 
-__all__ = ["Dream", "Step", "Judge", "encode_prompts", "score_images"]
+__all__ = ["Dream", "Step", "Judge"]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from .settings import DreamSettings
 from .starts import choose_start
 from .version import __version__
 
-__all__ = ["Imagine", "DreamFailed", "PATIENCE_MARGIN"]
+__all__ = ["Imagine", "DreamFailed"]
 
 # big-sleep's keyword names, where they mean the same thing as ours
 _ALIASES = {"image_size": "size", "num_cutouts": "cutouts", "img": "images", "text_min": "negatives"}

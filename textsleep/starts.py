@@ -11,7 +11,7 @@ from .errors import UserError
 from .latents import truncated_normal
 from .runs import RUN_FILES
 
-__all__ = ["Start", "choose_start", "class_logits", "best_of_k", "rank_classes", "load_latents"]
+__all__ = ["choose_start", "best_of_k", "rank_classes", "load_latents"]
 
 _ON, _OFF = 3.0, -8.0  # logits of a one-class start: sigmoid 0.95 for the class, 3e-4 for the rest
 

@@ -19,12 +19,11 @@ from .plan import (
     parse_seeds,
     parse_shard,
     plan_batch,
-    read_prompt_file,
     select_shard,
     shard_from_env,
 )
 from .runner import Event, run_jobs
-from .status import Progress, Status, batch_status, progress, worker_alive
+from .status import Progress, Status, batch_status, progress
 from .store import BatchFolder
 
 __all__ = [

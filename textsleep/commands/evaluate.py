@@ -39,17 +39,12 @@ def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_
     import torch
 
     from .. import evaluate as ev
-    from ..errors import UserError
+    from ..batch import parse_seeds
     from ..models import ModelCache, resolve_device, resolve_dtype
-    from ..settings import DreamSettings
     from ..options import parse_options
+    from ..settings import DreamSettings
 
-    try:
-        seeds = [int(s) for s in seeds_text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds {seeds_text!r}: give whole numbers separated by commas, e.g. 0,1,2") from None
-    if not seeds:
-        raise UserError(f"--seeds {seeds_text!r}: give at least one seed")
+    seeds = parse_seeds(seeds_text)
     options = parse_options(list(ctx.args))
     options.pop("out", None)
     jobs = ev.plan_eval(prompt_file, options, seeds)
