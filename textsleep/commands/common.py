@@ -113,6 +113,7 @@ class _ProgressBar:
 
     def close(self, imagine, status: str) -> None:
         if self.bar is not None:
+            self.bar.refresh()  # (the last steps may have come faster than the bar redraws)
             self.bar.close()
             self.bar = None
 
