@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from textsleep.cli import app
 from textsleep.errors import UserError
-from textsleep.ui import Studio, batch_summary, caption, list_batches, list_runs
+from textsleep.studio import Studio, batch_summary, caption, list_batches, list_runs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EMPTY = 'error: empty prompt; give some words, e.g. textsleep "upside down tree"'

@@ -15,7 +15,6 @@ import torch
 
 from .errors import UserError
 from .explore import check_truncation, load_generator
-from .render import num_latents, render
 from .version import __version__
 
 __all__ = ["load_photo", "pixel_loss", "invert", "invert_photo"]
@@ -107,27 +106,17 @@ def invert(
         ema_decay=ema_decay,
         extra_loss=lambda images: pixel_weight * pixel_loss(images, goal, pixel_size),
     )
-    start = _best_start(dream, goal, candidates, seed, truncation, pixel_size) if candidates > 1 else {"seed": seed}
+    start = _best_start(dream, goal, candidates, truncation, pixel_size) if candidates > 1 else {"seed": seed}
     return dream, start
 
 
-def _best_start(dream, goal: torch.Tensor, k: int, seed: int, truncation: float, pixel_size: int) -> dict:
-    """Start ``dream`` from the best of ``k`` one-class starts (by pixel loss); returns how it chose."""
+def _best_start(dream, goal: torch.Tensor, k: int, truncation: float, pixel_size: int) -> dict:
+    """Start ``dream`` from the best of ``k`` one-class starts, by pixel loss; returns how it chose."""
     from .imagenet import class_names
-    from .starts import best_of_k, rank_classes
+    from .starts import best_starts, rank_classes
 
     classes = rank_classes(dream.judges[0], class_names(), top=k)
-    start = best_of_k(
-        lambda z, logits: render(dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), truncation),
-        lambda images: -pixel_loss(images, goal, pixel_size).cpu(),
-        k=k,
-        num_latents=num_latents(dream.biggan),
-        seed=seed,
-        truncation=truncation,
-        classes=classes,
-    )
-    dream.start_from(start.z[None], start.logits[None])
-    return {"seed": seed, **start.record}
+    return best_starts(dream, classes, k, truncation, score=lambda images: -pixel_loss(images, goal, pixel_size).cpu())[0]
 
 
 def invert_photo(

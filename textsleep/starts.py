@@ -11,7 +11,7 @@ from .errors import UserError
 from .latents import truncated_normal
 from .runs import RUN_FILES
 
-__all__ = ["choose_start", "best_of_k", "rank_classes", "load_latents"]
+__all__ = ["choose_start", "best_starts", "best_of_k", "rank_classes", "load_latents"]
 
 _ON, _OFF = 3.0, -8.0  # logits of a one-class start: sigmoid 0.95 for the class, 3e-4 for the rest
 
@@ -88,7 +88,7 @@ def load_latents(folder: str | Path) -> dict:
 
 def choose_start(dream, settings) -> list[dict]:
     """Set a new dream's starting point as the settings ask (another run, a class, the best of K); returns how it was chosen."""
-    from .render import num_latents, render
+    from .render import num_latents
 
     s = settings
     n_lat = num_latents(dream.biggan)
@@ -112,17 +112,28 @@ def choose_start(dream, settings) -> list[dict]:
     if s.init_candidates == 1:
         dream.start_from(dream.latents.z.detach().clone(), class_logits(classes[0], n_lat)[None])
         return [{"init_class": classes[0]}]
-    from .dream import score_images
+    return best_starts(dream, classes, s.init_candidates, s.truncation)
 
+
+def best_starts(dream, classes: list[int], k: int, truncation: float, score=None) -> list[dict]:
+    """Start every picture of ``dream`` from the best of ``k`` one-class starts; returns how each was chosen.
+
+    ``score(images)`` ranks a batch of candidates (higher is better); by default
+    the dream's own CLIP judges score them against its prompts.
+    """
+    from .dream import score_images
+    from .render import num_latents, render
+
+    score = score or (lambda images: score_images(dream.judges, images))
     starts, record = [], []
-    for seed in s.seeds:
+    for seed in dream.seeds:
         start = best_of_k(
-            lambda z, logits: render(dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), s.truncation),
-            lambda images: score_images(dream.judges, images),
-            k=s.init_candidates,
-            num_latents=n_lat,
+            lambda z, logits: render(dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), truncation),
+            score,
+            k=k,
+            num_latents=num_latents(dream.biggan),
             seed=seed,
-            truncation=s.truncation,
+            truncation=truncation,
             classes=classes,
         )
         starts.append(start)
