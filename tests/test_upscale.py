@@ -223,6 +223,23 @@ def test_default_network_is_downloaded_once_then_served_from_the_cache(served, t
     assert big.size == (40, 32)
 
 
+def test_download_fetches_an_upscaler_ahead_and_doctor_lists_it(served, tmp_path, one_line_error):
+    from typer.testing import CliRunner
+
+    from textsleep.cli import app
+
+    runner = CliRunner()
+    before = runner.invoke(app, ["doctor"]).output
+    assert any(line.startswith("RealESRGAN_x4plus") and "not cached" in line for line in before.splitlines())
+    result = runner.invoke(app, ["download", "--no-biggan", "--no-clip", "--upscaler", "RealESRGAN_x4plus"])
+    cached = tmp_path / "cache" / "upscale" / "RealESRGAN_x4plus.pth"
+    assert result.exit_code == 0, result.output
+    assert f"RealESRGAN_x4plus: {cached}" in result.output and cached.is_file()
+    after = runner.invoke(app, ["doctor"]).output
+    assert any(line.startswith("RealESRGAN_x4plus") and "not cached" not in line and str(cached) in line for line in after.splitlines()), after
+    one_line_error(runner.invoke(app, ["download", "--no-biggan", "--no-clip", "--upscaler", "bogus"]), "--upscaler 'bogus'", "RealESRGAN_x2plus")
+
+
 def test_a_cut_download_resumes_with_range(served, tmp_path):
     served.cuts = [100_000]
     up.load_upscaler(scale=4, progress=False)

@@ -457,3 +457,13 @@ def cached_models() -> list[dict]:
         if all((folder / f).is_file() for f in FILES):
             found.append({"name": folder.name, "path": str(folder), "size": sum((folder / f).stat().st_size for f in FILES)})
     return found
+
+
+def cached_upscalers() -> list[dict]:
+    """``{"name", "path", "size"}`` for every known upscaler whose file is complete in the cache."""
+    found = []
+    for name in UPSCALERS:
+        path = cache_root() / "upscale" / f"{name}.pth"
+        if path.is_file():
+            found.append({"name": name, "path": str(path), "size": path.stat().st_size})
+    return found

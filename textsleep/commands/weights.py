@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from typing import Optional
 
 import typer
 
@@ -18,7 +19,9 @@ def download(
     size: str = typer.Option("512", "--size", help="BigGAN-deep size to fetch: 128, 256, 512 or all."),
     clip_model: str = typer.Option("ViT-B-32", "--clip-model", help="open_clip model whose weights to fetch."),
     clip_pretrained: str = typer.Option("openai", "--clip-pretrained", help="Its pretrained tag."),
-    no_clip: bool = typer.Option(False, "--no-clip", help="Fetch only BigGAN."),
+    no_clip: bool = typer.Option(False, "--no-clip", help="Do not fetch CLIP."),
+    no_biggan: bool = typer.Option(False, "--no-biggan", help="Do not fetch BigGAN."),
+    upscaler: Optional[list[str]] = typer.Option(None, "--upscaler", help="Also fetch this upscaler (RealESRGAN_x4plus, RealESRGAN_x2plus); repeatable."),
     force: bool = typer.Option(False, "--force", help="Fetch again even when cached (replaces a corrupted file)."),
 ) -> None:
     """Fetch weights now (for an offline machine: download, copy the caches, run)."""
@@ -26,14 +29,19 @@ def download(
     from ..errors import UserError
     from ..models import load_clip
 
-    sizes = ("128", "256", "512") if size == "all" else (size,)
+    sizes = () if no_biggan else ("128", "256", "512") if size == "all" else (size,)
     for s in sizes:
         if s not in ("128", "256", "512"):
             raise UserError(f"--size {size!r}: allowed are 128, 256, 512 or all")
+    for name in upscaler or ():
+        if name not in weights.UPSCALERS:
+            raise UserError(f"--upscaler {name!r}: not a known upscaler; known are {', '.join(weights.UPSCALERS)}")
     for s in sizes:
         name = f"biggan-deep-{s}"
         folder = weights.biggan_dir(name, progress=True, force=force)
         typer.echo(f"{name}: {folder}")
+    for name in upscaler or ():
+        typer.echo(f"{name}: {weights.upscaler_file(name, progress=True, force=force)}")
     if not no_clip:
         load_clip(clip_model, clip_pretrained, "cpu")
         from huggingface_hub import constants
@@ -69,6 +77,11 @@ def doctor() -> None:
     for name in weights.BIGGAN_SHORTCUTS:
         found = cached.get(name)
         line(name, f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else "not cached")
+    upscalers = {m["name"]: m for m in weights.cached_upscalers()}
+    for name in weights.UPSCALERS:
+        found = upscalers.get(name)
+        line(name, f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else "not cached (textsleep download --upscaler NAME)")
+    line("upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)")
     from ..models import clip_cached
 
     clip_ok = clip_cached("ViT-B-32", "openai")
