@@ -149,7 +149,9 @@ def page_url(tiny_options):
 @pytest.fixture
 def browser():
     if CHROMIUM is None:
-        pytest.skip("needs a headless Chromium (the chromium package)")
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; CI installs it (.ci/run)")
+        pytest.skip("needs a headless Chromium (the chromium package); .ci/run installs it")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
