@@ -44,8 +44,23 @@ def _child(cmd: list[str]) -> tuple[str, float]:
 
 
 def _textsleep(args, size: int, cutouts: int) -> dict:
-    cmd = [sys.executable, "-m", "textsleep", "bench", "--json", "--size", str(size), "--cutouts", str(cutouts),
-           "--steps", str(args.steps), "--precision", args.precision, "--device", args.device]
+    cmd = [
+        sys.executable,
+        "-m",
+        "textsleep",
+        "bench",
+        "--json",
+        "--size",
+        str(size),
+        "--cutouts",
+        str(cutouts),
+        "--steps",
+        str(args.steps),
+        "--precision",
+        args.precision,
+        "--device",
+        args.device,
+    ]
     out, _ = _child(cmd)
     return json.loads(out.strip().splitlines()[-1])
 
@@ -94,14 +109,28 @@ def main() -> None:
                 peer = _peer(args, size, cutouts)
                 if peer is not None:
                     theirs.append(peer)
-                print(f"size {size}, cutouts {cutouts}, round {r + 1}: textsleep {result['median_s']:.3f} s/step "
-                      f"({result['precision']}, {result['device']}, {result['peak_memory_gb']:.2f} GB)"
-                      + (f", big-sleep {peer['median_s']:.3f} s/step ({peer['memory_gb']:.2f} GB)" if peer else ""), flush=True)
+                print(
+                    f"size {size}, cutouts {cutouts}, round {r + 1}: textsleep {result['median_s']:.3f} s/step "
+                    f"({result['precision']}, {result['device']}, {result['peak_memory_gb']:.2f} GB)"
+                    + (f", big-sleep {peer['median_s']:.3f} s/step ({peer['memory_gb']:.2f} GB)" if peer else ""),
+                    flush=True,
+                )
             a = statistics.median(r["median_s"] for r in ours)
-            row = {"size": size, "cutouts": cutouts, "textsleep_s": a, "textsleep_gb": max(r["peak_memory_gb"] for r in ours),
-                   "memory_kind": result["memory_kind"], "precision": result["precision"], "device": result["device"], "torch": result["torch"]}
-            print(f"textsleep median: {a:.3f} s/step, {1 / a:.2f} it/s; {row['memory_kind']} {row['textsleep_gb']:.2f} GB "
-                  f"(size {size}, cutouts {cutouts}, {result['device']}, {result['precision']}, torch {result['torch']})")
+            row = {
+                "size": size,
+                "cutouts": cutouts,
+                "textsleep_s": a,
+                "textsleep_gb": max(r["peak_memory_gb"] for r in ours),
+                "memory_kind": result["memory_kind"],
+                "precision": result["precision"],
+                "device": result["device"],
+                "torch": result["torch"],
+            }
+            print(
+                f"textsleep median: {a:.3f} s/step, {1 / a:.2f} it/s; {row['memory_kind']} {row['textsleep_gb']:.2f} "
+                "GB "
+                f"(size {size}, cutouts {cutouts}, {result['device']}, {result['precision']}, torch {result['torch']})"
+            )
             if theirs:
                 b = statistics.median(t["median_s"] for t in theirs)
                 row.update(bigsleep_s=b, bigsleep_gb=max(t["memory_gb"] for t in theirs), ratio=b / a)
@@ -113,15 +142,27 @@ def main() -> None:
 
     if args.markdown:
         print()
-        print(f"{_cpu_name()}, {os.cpu_count()} cores, {rows[0]['device']}, torch {rows[0]['torch']}, "
-              f"{datetime.date.today().isoformat()}, medians of {args.rounds} alternating rounds of {args.steps} steps, "
-              f"ViT-B/32, `{shlex.join(['python', 'benchmarks/compare_bigsleep.py', *sys.argv[1:]])}`")
+        print(
+            f"{_cpu_name()}, {os.cpu_count()} cores, {rows[0]['device']}, torch {rows[0]['torch']}, "
+            f"{datetime.date.today().isoformat()}, medians of {args.rounds} alternating rounds of {args.steps} steps, "
+            f"ViT-B/32, `{shlex.join(['python', 'benchmarks/compare_bigsleep.py', *sys.argv[1:]])}`"
+        )
         print()
-        print("| size | cutouts | textsleep s/step | big-sleep s/step | speed-up | textsleep peak memory | big-sleep peak memory |")
+        print(
+            "| size | cutouts | textsleep s/step | big-sleep s/step | speed-up | textsleep peak memory | big-sleep "
+            "peak memory |"
+        )
         print("|---|---|---|---|---|---|---|")
         for r in rows:
-            theirs = (f"{r['bigsleep_s']:.2f} | {r['ratio']:.1f}×", f"{r['bigsleep_gb']:.2f} GB") if "ratio" in r else ("— | —", "—")
-            print(f"| {r['size']} | {r['cutouts']} | {r['textsleep_s']:.2f} ({r['precision']}) | {theirs[0]} | {r['textsleep_gb']:.2f} GB | {theirs[1]} |")
+            theirs = (
+                (f"{r['bigsleep_s']:.2f} | {r['ratio']:.1f}×", f"{r['bigsleep_gb']:.2f} GB")
+                if "ratio" in r
+                else ("— | —", "—")
+            )
+            print(
+                f"| {r['size']} | {r['cutouts']} | {r['textsleep_s']:.2f} ({r['precision']}) | {theirs[0]} | "
+                f"{r['textsleep_gb']:.2f} GB | {theirs[1]} |"
+            )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,9 @@ def _cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tiles", type=int, nargs="+", default=[0, 256, 128], help="tile sides in input pixels (0: one pass)")
+    parser.add_argument(
+        "--tiles", type=int, nargs="+", default=[0, 256, 128], help="tile sides in input pixels (0: one pass)"
+    )
     parser.add_argument("--size", type=int, default=512, help="side of the square input picture")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--tile", type=int, default=None, help=argparse.SUPPRESS)
@@ -93,8 +95,14 @@ def main() -> None:
 
     import torch
 
-    print(f"CPU: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads")
-    print(f"RealESRGAN_x4plus-sized network (23 blocks, 64 features, random weights), {args.size} px -> {args.size * 4} px")
+    print(
+        f"CPU: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"RealESRGAN_x4plus-sized network (23 blocks, 64 features, random weights), {args.size} px -> "
+        f"{args.size * 4} px"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "random_x4plus.pth"
         _write_network(weights)
@@ -103,7 +111,10 @@ def main() -> None:
         for tile in args.tiles:
             r = _measure(weights, args.size, tile)
             name = "one pass" if tile == 0 else f"tile {tile}"
-            print(f"{name:>10}: {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mib']:7.0f} MiB  ({r['out'][0]}x{r['out'][1]})")
+            print(
+                f"{name:>10}: {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mib']:7.0f} MiB  "
+                f"({r['out'][0]}x{r['out'][1]})"
+            )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ def read_records(folder):
 
 
 def saved_run(out, prefix, steps):
-    """The run folder of the job whose folder starts with ``prefix`` once its run.json says ``steps`` done, else None."""
+    """The run folder of the job whose folder starts with ``prefix`` once its run.json says ``steps``
+    done, else None.
+    """
     runs = sorted((Path(out) / "runs").glob(f"{prefix}-*/run.json")) if (Path(out) / "runs").is_dir() else []
     for run in runs:
         try:

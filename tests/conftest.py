@@ -16,11 +16,17 @@ def pytest_collection_modifyitems(config, items):
     real = os.environ.get("TEXTSLEEP_REAL_WEIGHTS") == "1"
     for item in items:
         if "tiny" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.dream)  # runs whole dreams on tiny models: `pytest -m "not dream"` for the quick tests
+            item.add_marker(
+                pytest.mark.dream
+            )  # runs whole dreams on tiny models: `pytest -m "not dream"` for the quick tests
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA or MPS device; none here"))
         if "weights" in item.keywords and not real:
-            item.add_marker(pytest.mark.skip(reason="needs real pretrained weights; set TEXTSLEEP_REAL_WEIGHTS=1 where they are cached"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs real pretrained weights; set TEXTSLEEP_REAL_WEIGHTS=1 where they are cached"
+                )
+            )
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +73,9 @@ def _isolated_caches(tmp_path, monkeypatch):
 
 @pytest.fixture
 def one_line_error():
-    """``check(result, *fragments)``: a CliRunner result failed with exactly one ``error:`` line holding each fragment."""
+    """``check(result, *fragments)``: a CliRunner result failed with exactly one ``error:`` line
+    holding each fragment.
+    """
 
     def check(result, *fragments):
         assert result.exit_code != 0, result.output

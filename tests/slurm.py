@@ -75,7 +75,9 @@ class Cluster:
         kwargs.setdefault("env", self.env)
         result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kwargs)
         if check and result.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)}: exit {result.returncode}: {result.stderr.strip() or result.stdout.strip()}")
+            raise RuntimeError(
+                f"{' '.join(args)}: exit {result.returncode}: {result.stderr.strip() or result.stdout.strip()}"
+            )
         return result
 
     def sbatch(self, *args: str, **kwargs) -> str:
@@ -167,7 +169,10 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP Over
 
     def _munge_works(self) -> bool:
         token = subprocess.run(["munge", "-n"], capture_output=True)
-        return token.returncode == 0 and subprocess.run(["unmunge"], input=token.stdout, capture_output=True).returncode == 0
+        return (
+            token.returncode == 0
+            and subprocess.run(["unmunge"], input=token.stdout, capture_output=True).returncode == 0
+        )
 
     def _start_munge(self) -> None:
         if self._munge_works():
@@ -208,7 +213,9 @@ def start_cluster(base: str | os.PathLike, *, kill_wait: int = 30) -> Cluster:
     """Start a one-node cluster whose files live in ``base``; :class:`Unavailable` says why it cannot."""
     missing = [name for name in (*_DAEMONS, *_CLIENTS, "runuser") if _which(name) is None]
     if missing:
-        raise Unavailable(f"Slurm is not installed (no {', '.join(missing)}); apt-get install slurmctld slurmd slurm-client munge")
+        raise Unavailable(
+            f"Slurm is not installed (no {', '.join(missing)}); apt-get install slurmctld slurmd slurm-client munge"
+        )
     if os.geteuid() != 0:
         raise Unavailable("a one-node Slurm runs its daemons as root; these tests are not run as root")
     cluster = Cluster(Path(base), socket.gethostname().split(".")[0], kill_wait)

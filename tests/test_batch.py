@@ -35,12 +35,12 @@ def test_plan_reads_the_format_and_names_bad_lines(tmp_path):
         "a lighthouse in a storm\n"  # 3
         "a castle:2|fog:-1 -- --seed 3 --size 256\n"  # 4
         "a cat -- --seeds 1,2,3\n"  # 5
-        "a fox -- --repeat 2 --negative \"blurry photo\"\n"  # 6
+        'a fox -- --repeat 2 --negative "blurry photo"\n'  # 6
         "a bad size -- --size 300\n"  # 7
         "an unknown option -- --frobnicate 3\n"  # 8
         "a missing image -- --image nowhere.png\n"  # 9
         "a cat -- --image refs/cat.png:0.5\n"  # 10: found beside the prompt file
-        "bad quoting -- --negative \"unclosed\n"  # 11
+        'bad quoting -- --negative "unclosed\n'  # 11
         "a lighthouse in a storm\n"  # 12: a duplicate of line 3
         "its own folder -- --out elsewhere\n",  # 13
     )
@@ -55,10 +55,14 @@ def test_plan_reads_the_format_and_names_bad_lines(tmp_path):
     good = [job for job in plan.jobs if job.valid]
     assert [(j.line, j.seed) for j in good if j.line in (4, 5)] == [(4, 3), (5, 1), (5, 2), (5, 3)]
     castle = next(j for j in good if j.line == 4)
-    assert castle.prompt == "a castle:2|fog:-1" and castle.settings["size"] == 256 and castle.settings["iterations"] == 5
+    assert (
+        castle.prompt == "a castle:2|fog:-1" and castle.settings["size"] == 256 and castle.settings["iterations"] == 5
+    )
     fox = [j for j in good if j.line == 6]
     assert len(fox) == 2 and fox[0].seed != fox[1].seed and fox[0].settings["negatives"] == ["blurry photo"]
-    assert next(j for j in good if j.line == 10).settings["images"] == [f"{tmp_path.resolve() / 'refs' / 'cat.png'}:0.5"]
+    assert next(j for j in good if j.line == 10).settings["images"] == [
+        f"{tmp_path.resolve() / 'refs' / 'cat.png'}:0.5"
+    ]
     # duplicate lines: distinct jobs, seeds and folders
     twins = [j for j in good if j.source == "a lighthouse in a storm"]
     assert len(twins) == 2 and twins[0].id != twins[1].id and twins[0].folder != twins[1].folder
@@ -71,7 +75,10 @@ def test_job_ids_follow_line_content_not_line_numbers(tmp_path):
     assert before == {j.source: j.id for j in lib.plan_batch(path).jobs}  # the same on every read
     path.write_text("# new comment\na green cone\na red cube\na blue sphere -- --seed 4\n")
     after = {j.source: j.id for j in lib.plan_batch(path).jobs}
-    assert after["a red cube"] == before["a red cube"] and after["a blue sphere -- --seed 4"] == before["a blue sphere -- --seed 4"]
+    assert (
+        after["a red cube"] == before["a red cube"]
+        and after["a blue sphere -- --seed 4"] == before["a blue sphere -- --seed 4"]
+    )
     assert set(after) - set(before) == {"a green cone"}
     # the options that shape the picture are part of a job; where it runs is not
     assert lib.plan_batch(path, {"iterations": 9}).jobs[1].id != after["a red cube"]
@@ -80,7 +87,16 @@ def test_job_ids_follow_line_content_not_line_numbers(tmp_path):
 
 def test_awkward_prompts_get_safe_distinct_folders(tmp_path):
     long = "a very long prompt " * 16  # 300 characters
-    prompts = ["a/b/../../etc/passwd", "\"quoted\" and 'single'", "🌋🌋 a volcano 🌋", "🌋🌋🌋", long[:300], long[:300], "a/b", "a b"]
+    prompts = [
+        "a/b/../../etc/passwd",
+        "\"quoted\" and 'single'",
+        "🌋🌋 a volcano 🌋",
+        "🌋🌋🌋",
+        long[:300],
+        long[:300],
+        "a/b",
+        "a b",
+    ]
     path = write_prompts(tmp_path, "\n".join(prompts) + "\n")
     plan = lib.plan_batch(path)
     names = [job.folder for job in plan.jobs]
@@ -133,7 +149,9 @@ def test_bad_lines_are_skipped_and_recorded_rerun_skips_finished(tmp_path, quick
     assert "dreaming: 100%" in result.stderr and "2/2" in result.stderr  # each job's progress bar (not with --quiet)
     records = _by_prompt(out)
     assert [r["status"] for r in records.values()] == ["finished", "failed", "finished"]
-    assert records[("broken -- --size 300", None)]["error"] == "prompts.txt:2: --size 300: allowed sizes are 128, 256, 512"
+    assert (
+        records[("broken -- --size 300", None)]["error"] == "prompts.txt:2: --size 300: allowed sizes are 128, 256, 512"
+    )
     cube = records[("a red cube", 9)]
     run_dir = out / cube["folder"]
     assert (run_dir / "image.png").is_file() and json.loads((run_dir / "run.json").read_text())["seed"] == 9
@@ -173,7 +191,11 @@ def test_a_failing_job_is_recorded_and_the_batch_goes_on(tmp_path, quick):
     result = run_batch([str(path), *quick, "--out", str(out)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     first, second = read_records(out)
-    assert first["status"] == "failed" and "no-such-biggan" in first["error"] and first["attempts"][0]["status"] == "failed"
+    assert (
+        first["status"] == "failed"
+        and "no-such-biggan" in first["error"]
+        and first["attempts"][0]["status"] == "failed"
+    )
     assert second["status"] == "finished"
     assert "failed (line 1)" in result.output
     # failed jobs run again only when asked
@@ -208,7 +230,11 @@ def test_folder_of_another_prompt_file_or_options_is_refused(tmp_path, quick):
     out = tmp_path / "batch"
     lib.BatchFolder.prepare(out, lib.plan_batch(a, {"iterations": 2}))
     one_line_error(run_batch([str(b), *quick, "--out", str(out)]), "batch folder of", "a.txt", "--force")
-    one_line_error(run_batch([str(a), *quick, "--out", str(out), "--iterations", "3"]), "other options", "--iterations 2 then, 3 now")
+    one_line_error(
+        run_batch([str(a), *quick, "--out", str(out), "--iterations", "3"]),
+        "other options",
+        "--iterations 2 then, 3 now",
+    )
     lib.BatchFolder.prepare(out, lib.plan_batch(b, {"iterations": 2}), force=True)
     assert json.loads((out / "batch.json").read_text())["prompt_file"] == str(b.resolve())
     assert len(read_records(out)) == 2  # the first file's job is still recorded
@@ -250,7 +276,13 @@ def test_sigkill_mid_job_then_rerun_resumes_it_and_runs_each_job_once(tmp_path, 
     path = write_prompts(tmp_path, f"first\nsecond -- --iterations {iterations} --save-every {every}\nthird\n")
     out = tmp_path / "batch"
     args = [str(path), *tiny_args, "--cutouts", "2", "--iterations", "2", "--out", str(out), "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "textsleep", "batch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "textsleep", "batch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ONE_THREAD,
+    )
 
     try:
         run_dir = wait_for(lambda: saved_run(out, "second", every), proc)
@@ -288,7 +320,13 @@ def test_devices_run_one_worker_each_and_ctrl_c_saves_both(tmp_path, tiny_option
     for key, value in options.items():
         if key != "device":  # --devices gives each worker its own
             args += [f"--{key.replace('_', '-')}", str(value)]
-    proc = subprocess.Popen([*args, "--devices", "cpu,cpu", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
+    proc = subprocess.Popen(
+        [*args, "--devices", "cpu,cpu", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ONE_THREAD,
+    )
 
     def both_running():
         try:
@@ -306,12 +344,16 @@ def test_devices_run_one_worker_each_and_ctrl_c_saves_both(tmp_path, tiny_option
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
-    assert "2 workers: cpu, cpu" in stdout and "resume with: textsleep batch" in stderr and "--devices cpu,cpu" in stderr
+    assert (
+        "2 workers: cpu, cpu" in stdout and "resume with: textsleep batch" in stderr and "--devices cpu,cpu" in stderr
+    )
     assert len({r["worker"] for r in running}) == 2  # two processes, one job each
     records = {r["source"]: r for r in read_records(out)}
     assert sorted(r["status"] for r in records.values()) == ["interrupted", "interrupted", "pending"]
     for record in records.values():
         if record["status"] == "interrupted":
             run = json.loads((out / record["folder"] / "run.json").read_text())
-            assert run["status"] == "interrupted" and run["steps_done"] >= 1 and record["steps_done"] == run["steps_done"]
+            assert (
+                run["status"] == "interrupted" and run["steps_done"] >= 1 and record["steps_done"] == run["steps_done"]
+            )
             assert (out / record["folder"] / "checkpoint.pt").is_file()

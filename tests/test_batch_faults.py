@@ -17,7 +17,13 @@ def _by_source(out):
 
 
 def _batch_process(args, env=ONE_THREAD):
-    return subprocess.Popen([sys.executable, "-m", "textsleep", "batch", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "textsleep", "batch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- signals
@@ -26,7 +32,19 @@ def test_term_or_hup_saves_the_running_job_and_a_rerun_resumes_it(tmp_path, tiny
     iterations, every = 24, 2
     path = write_prompts(tmp_path, f"long -- --iterations {iterations}\nnext\n")
     out = tmp_path / "batch"
-    args = [str(path), *tiny_args, "--cutouts", "2", "--iterations", "2", "--save-every", str(every), "--out", str(out), "--quiet"]
+    args = [
+        str(path),
+        *tiny_args,
+        "--cutouts",
+        "2",
+        "--iterations",
+        "2",
+        "--save-every",
+        str(every),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = _batch_process(args)
     try:
         wait_for(lambda: saved_run(out, "long", every), proc)
@@ -110,7 +128,9 @@ def test_a_damaged_run_folder_starts_its_job_again_from_step_0(tmp_path, tiny_ar
     (record,) = read_records(out)
     interrupted, restarted = record["attempts"]
     assert interrupted["status"] == "interrupted" and interrupted["to_step"] == every
-    assert restarted["restarted"].startswith(f"{damaged} could not be read (") and restarted["restarted"].endswith("started again from step 0")
+    assert restarted["restarted"].startswith(f"{damaged} could not be read (") and restarted["restarted"].endswith(
+        "started again from step 0"
+    )
     assert (restarted["status"], restarted["from_step"], restarted["to_step"]) == ("finished", 0, iterations)
     assert record["status"] == "finished" and record["steps_done"] == iterations
     run = json.loads((run_dir / "run.json").read_text())
@@ -132,7 +152,21 @@ def test_a_dream_gone_to_nan_fails_its_job_and_the_batch_goes_on(tmp_path, tiny_
     monkeypatch.setattr(losses, "latent_loss", nan_at_third_step)
     path = write_prompts(tmp_path, "unstable\nsteady\n")
     out = tmp_path / "batch"
-    result = run_batch([str(path), *tiny_args, "--cutouts", "2", "--iterations", "4", "--save-every", "2", "--out", str(out), "--quiet"])
+    result = run_batch(
+        [
+            str(path),
+            *tiny_args,
+            "--cutouts",
+            "2",
+            "--iterations",
+            "4",
+            "--save-every",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert result.exit_code == 1, result.output  # a job failed; the batch itself ran to the end
     assert "Traceback" not in result.output
     unstable, steady = read_records(out)
@@ -147,7 +181,12 @@ def test_a_dream_gone_to_nan_fails_its_job_and_the_batch_goes_on(tmp_path, tiny_
 
 # ---------------------------------------------------------------------------------------------- Slurm arrays
 def _array(task, count, first=0, step=1):
-    return {"SLURM_ARRAY_TASK_ID": str(task), "SLURM_ARRAY_TASK_COUNT": str(count), "SLURM_ARRAY_TASK_MIN": str(first), "SLURM_ARRAY_TASK_STEP": str(step)}
+    return {
+        "SLURM_ARRAY_TASK_ID": str(task),
+        "SLURM_ARRAY_TASK_COUNT": str(count),
+        "SLURM_ARRAY_TASK_MIN": str(first),
+        "SLURM_ARRAY_TASK_STEP": str(step),
+    }
 
 
 def test_a_slurm_array_task_is_its_place_in_the_array():
@@ -167,15 +206,27 @@ def test_batch_in_a_slurm_array_task_runs_its_shard(tmp_path, tiny_args):
     out = tmp_path / "batch"
     args = [str(path), *tiny_args, "--cutouts", "2", "--iterations", "2", "--out", str(out), "--quiet"]
     task = subprocess.run(
-        [sys.executable, "-m", "textsleep", "batch", *args], capture_output=True, text=True, timeout=300, env={**ONE_THREAD, **_array(2, 3, first=1)}
+        [sys.executable, "-m", "textsleep", "batch", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**ONE_THREAD, **_array(2, 3, first=1)},
     )  # the second task of --array=1-3
     assert task.returncode == 0, task.stderr
     first_line = task.stdout.splitlines()[0]
     assert "1 jobs (shard 1/3 from Slurm array task 2)" in first_line, task.stdout
-    assert [(r["source"], r["status"]) for r in read_records(out)] == [("zero", "pending"), ("one", "finished"), ("two", "pending")]
+    assert [(r["source"], r["status"]) for r in read_records(out)] == [
+        ("zero", "pending"),
+        ("one", "finished"),
+        ("two", "pending"),
+    ]
     # --shard, when given, is obeyed over the environment
     given = subprocess.run(
-        [sys.executable, "-m", "textsleep", "batch", *args, "--shard", "0/3"], capture_output=True, text=True, timeout=300, env={**ONE_THREAD, **_array(2, 3, first=1)}
+        [sys.executable, "-m", "textsleep", "batch", *args, "--shard", "0/3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**ONE_THREAD, **_array(2, 3, first=1)},
     )
     assert given.returncode == 0 and "(shard 0/3)" in given.stdout.splitlines()[0], given.stdout
     assert [r["status"] for r in read_records(out)] == ["finished", "finished", "pending"]

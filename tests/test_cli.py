@@ -118,7 +118,9 @@ def _closed_port() -> int:
 
 def _cli(args, env=None, **kw):
     env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "textsleep", *args], capture_output=True, text=True, env=env, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "textsleep", *args], capture_output=True, text=True, env=env, timeout=120, **kw
+    )
 
 
 def test_offline_clip_fails_fast_with_advice(tiny, tmp_path):
@@ -133,7 +135,19 @@ def test_offline_clip_fails_fast_with_advice(tiny, tmp_path):
 
 def test_offline_biggan_fails_fast_with_advice(tiny, tmp_path):
     env = {"TEXTSLEEP_BIGGAN_URL": f"http://127.0.0.1:{_closed_port()}", "TEXTSLEEP_CACHE": str(tmp_path / "cache")}
-    args = ["tree", "--size", "256", "--clip-model", tiny["clip_model"], "--clip-pretrained", tiny["clip_pretrained"], "--out", str(tmp_path), "--device", "cpu"]
+    args = [
+        "tree",
+        "--size",
+        "256",
+        "--clip-model",
+        tiny["clip_model"],
+        "--clip-pretrained",
+        tiny["clip_pretrained"],
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    ]
     start = time.monotonic()
     result = _cli(args, env)
     assert time.monotonic() - start < 30
@@ -143,7 +157,9 @@ def test_offline_biggan_fails_fast_with_advice(tiny, tmp_path):
 
 def test_ctrl_c_saves_and_says_how_to_resume(tiny_args, tmp_path):
     args = ["tree", *tiny_args, "--iterations", "100000", "--save-every", "1", "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "textsleep", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "textsleep", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     run = tmp_path / "outputs" / "tree"
     deadline = time.monotonic() + 120
     while not (run / "run.json").exists() and time.monotonic() < deadline:  # written after the first step

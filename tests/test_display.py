@@ -58,7 +58,13 @@ def test_outside_a_kernel_nothing_is_shown_and_ipython_is_not_imported():
         "print('IPython' in sys.modules)\n"
     )
     env_path = str(Path(__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": env_path, "PATH": ""}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": env_path, "PATH": ""},
+        check=True,
+    )
     assert done.stdout.strip() == "False"
 
 

@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from textsleep.cli import app
-from textsleep.evaluate import plan_eval
 from textsleep.errors import UserError
+from textsleep.evaluate import plan_eval
 
 runner = CliRunner()
 
@@ -25,7 +25,19 @@ def judge(tmp_path_factory):
 def _eval(tmp_path, tiny_args, judge, name, extra=()):
     prompts = tmp_path / "eval.txt"
     prompts.write_text("# two prompts\na red cube\n\na blue sphere -- --iterations 3\n")
-    args = ["eval", str(prompts), *judge, "--seeds", "0,1", *tiny_args, "--out", str(tmp_path / name), "--iterations", "2", *extra]
+    args = [
+        "eval",
+        str(prompts),
+        *judge,
+        "--seeds",
+        "0,1",
+        *tiny_args,
+        "--out",
+        str(tmp_path / name),
+        "--iterations",
+        "2",
+        *extra,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return tmp_path / name / "results.json", result.output
@@ -35,7 +47,12 @@ def test_eval_writes_a_report_and_compare_shows_differences(tmp_path, tiny_args,
     a, out = _eval(tmp_path, tiny_args, judge, "a")
     assert "mean judge score" in out
     data = json.loads(a.read_text())
-    assert [(r["prompt"], r["seed"]) for r in data["rows"]] == [("a red cube", 0), ("a red cube", 1), ("a blue sphere", 0), ("a blue sphere", 1)]
+    assert [(r["prompt"], r["seed"]) for r in data["rows"]] == [
+        ("a red cube", 0),
+        ("a red cube", 1),
+        ("a blue sphere", 0),
+        ("a blue sphere", 1),
+    ]
     assert all(-1 <= r["judge_score"] <= 1 and r["seconds"] > 0 for r in data["rows"])
     assert set(data["summary"]["per_prompt"]) == {"a red cube", "a blue sphere"}
     assert data["meta"]["judge"]["model"].endswith("textsleep-tiny-judge.json")
@@ -43,21 +60,38 @@ def test_eval_writes_a_report_and_compare_shows_differences(tmp_path, tiny_args,
         assert len(list(csv.DictReader(f))) == 4
     assert (a.parent / "sheet.png").is_file()
     # a line's own options hold for that line, as in a batch file
-    steps = {(r["prompt"], r["seed"]): json.loads((Path(r["run_dir"]) / "run.json").read_text())["steps_done"] for r in data["rows"]}
+    steps = {
+        (r["prompt"], r["seed"]): json.loads((Path(r["run_dir"]) / "run.json").read_text())["steps_done"]
+        for r in data["rows"]
+    }
     assert steps == {("a red cube", 0): 2, ("a red cube", 1): 2, ("a blue sphere", 0): 3, ("a blue sphere", 1): 3}
 
     b, _ = _eval(tmp_path, tiny_args, judge, "b", ["--lr", "0.5"])
     result = runner.invoke(app, ["eval", "--compare", str(a), "--compare", str(b)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.startswith("a red cube") for line in lines) and any(line.startswith("a blue sphere") for line in lines)
+    assert any(line.startswith("a red cube") for line in lines) and any(
+        line.startswith("a blue sphere") for line in lines
+    )
     assert "B better on" in result.output
 
 
 def test_judge_that_is_optimised_against_warns(tmp_path, tiny, tiny_args):
     prompts = tmp_path / "eval.txt"
     prompts.write_text("a red cube\n")
-    args = ["eval", str(prompts), "--judge-model", tiny["clip_model"], "--judge-pretrained", tiny["clip_pretrained"], *tiny_args, "--out", str(tmp_path / "r"), "--iterations", "1"]
+    args = [
+        "eval",
+        str(prompts),
+        "--judge-model",
+        tiny["clip_model"],
+        "--judge-pretrained",
+        tiny["clip_pretrained"],
+        *tiny_args,
+        "--out",
+        str(tmp_path / "r"),
+        "--iterations",
+        "1",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "warning:" in result.output and "objective" in result.output

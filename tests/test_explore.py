@@ -15,8 +15,8 @@ from textsleep.cli import app
 from textsleep.errors import UserError
 from textsleep.imagenet import resolve_class
 from textsleep.media import read_video
-from textsleep.testing import random_biggan
 from textsleep.render import num_latents, render
+from textsleep.testing import random_biggan
 
 runner = CliRunner()
 SIZE = 128
@@ -73,7 +73,11 @@ def test_interpolation_loop_and_spaces(gan):
     assert _close(frames[4], _direct(gan, b)) and _close(frames[1], frames[7]) and not _close(frames[-1], frames[0])
     t = torch.tensor([0.0, 0.5, 1.0])
     z, classes, truncs = explore.mix(a, b, t, space="class")
-    assert torch.equal(z, a.z.expand(3, -1, -1)) and torch.equal(classes[2], b.classes) and torch.equal(truncs, torch.full((3,), 0.5))
+    assert (
+        torch.equal(z, a.z.expand(3, -1, -1))
+        and torch.equal(classes[2], b.classes)
+        and torch.equal(truncs, torch.full((3,), 0.5))
+    )
     assert torch.allclose(classes[1].sum(-1), torch.ones(num_latents(gan)))  # a 50/50 class mixture
     z, classes, _ = explore.mix(a, b, t, space="latent", mode="slerp")
     assert torch.equal(classes, a.classes.expand(3, -1, -1)) and torch.equal(z[2], b.z) and not torch.equal(z[1], a.z)
@@ -100,7 +104,13 @@ def test_slerp_is_exact_at_the_ends_and_keeps_the_norm():
 def test_run_endpoint_uses_its_averaged_latents_and_refuses_another_size(gan):
     L = num_latents(gan)
     g = torch.Generator().manual_seed(3)
-    saved = {"z": torch.randn(L, 128, generator=g).clamp(-2, 2), "logits": torch.randn(L, 1000, generator=g) - 3, "truncation": 0.8, "biggan": "biggan-deep-128", "seed": 3}
+    saved = {
+        "z": torch.randn(L, 128, generator=g).clamp(-2, 2),
+        "logits": torch.randn(L, 1000, generator=g) - 3,
+        "truncation": 0.8,
+        "biggan": "biggan-deep-128",
+        "seed": 3,
+    }
     point = explore.run_point(gan, saved, "runs/a")
     assert torch.equal(point.classes, torch.sigmoid(saved["logits"])) and point.truncation == 0.8
     top = explore.run_point(gan, {**saved, "max_classes": 2, "class_temperature": 1.0}, "runs/a")
@@ -213,13 +223,35 @@ def _run(args):
 
 def test_sample_command_writes_a_padded_grid_singles_and_its_recipe(gan_args, tmp_path):
     out = tmp_path / "grid.png"
-    _run(["sample", "--class", "bubble", "--class", "207", "--n", "3", "--pad", "5", "--seed", "1", *gan_args, "--out", str(out)])
+    _run(
+        [
+            "sample",
+            "--class",
+            "bubble",
+            "--class",
+            "207",
+            "--n",
+            "3",
+            "--pad",
+            "5",
+            "--seed",
+            "1",
+            *gan_args,
+            "--out",
+            str(out),
+        ]
+    )
     with Image.open(out) as im:
         assert im.size == (3 * SIZE + 4 * 5, 2 * SIZE + 3 * 5)
         pixels = torch.from_numpy(np.array(im.convert("RGB")))
         recipe = json.loads(im.text["recipe"])
     assert (pixels[:5] == 255).all() and (pixels[:, SIZE + 5 : SIZE + 10] == 255).all()  # border and gutter
-    assert recipe["classes"] == ["971) bubble", "207) Golden Retriever"] and recipe["seed"] == 1 and recipe["truncation"] == 0.4 and recipe["n"] == 3
+    assert (
+        recipe["classes"] == ["971) bubble", "207) Golden Retriever"]
+        and recipe["seed"] == 1
+        and recipe["truncation"] == 0.4
+        and recipe["n"] == 3
+    )
     singles = sorted((tmp_path / "grid").glob("*.png"))
     assert len(singles) == 6 and singles[0].name == "0-0-971_bubble.png"
     with Image.open(singles[-1]) as im:
@@ -233,7 +265,12 @@ def test_interpolate_and_loop_commands_write_animations_that_read_back(gan_args,
     frames = read_video(out)
     assert frames.shape == (10, SIZE, SIZE, 3)
     recipe = json.loads(out.with_name(out.name + ".json").read_text())
-    assert recipe["a"]["class"] == "971) bubble" and recipe["b"]["seed"] == 3 and recipe["frames"] == 10 and recipe["mode"] == "slerp"
+    assert (
+        recipe["a"]["class"] == "971) bubble"
+        and recipe["b"]["seed"] == 3
+        and recipe["frames"] == 10
+        and recipe["mode"] == "slerp"
+    )
     out = tmp_path / f"loop{suffix}"
     _run(["loop", "bubble", "--seconds", "0.5", "--fps", "10", *gan_args, "--out", str(out), "--batch", "2"])
     assert read_video(out).shape == (5, SIZE, SIZE, 3)
@@ -245,7 +282,12 @@ def test_grid_commands(gan_args, tmp_path):
         (["breed", "bubble", "207", "--ratio", "0.25,0.75"], (2, 1), "ratios", [0.25, 0.75]),
         (["hallucinate", "bubble", "--n", "3"], (4, 1), "n", 3),
         (["zoom", "bubble", "--levels", "0.5,1,2"], (3, 1), "levels", [0.5, 1.0, 2.0]),
-        (["truncation-sweep", "bubble", "207", "--values", "0.3,1", "--n", "2", "--fresh"], (2, 4), "values", [0.3, 1.0]),
+        (
+            ["truncation-sweep", "bubble", "207", "--values", "0.3,1", "--n", "2", "--fresh"],
+            (2, 4),
+            "values",
+            [0.3, 1.0],
+        ),
     ]
     for i, (args, (cols, rows), key, value) in enumerate(cases):
         out = tmp_path / f"{i}.png"
@@ -263,7 +305,10 @@ def test_grid_commands(gan_args, tmp_path):
 # ---------------------------------------------------------------------------------------------- bad input
 def _other_size_run(folder):
     folder.mkdir()
-    torch.save({"z": torch.zeros(13, 128), "logits": torch.zeros(13, 1000), "truncation": 1.0, "biggan": "biggan-deep-256"}, folder / "latents.pt")
+    torch.save(
+        {"z": torch.zeros(13, 128), "logits": torch.zeros(13, 1000), "truncation": 1.0, "biggan": "biggan-deep-256"},
+        folder / "latents.pt",
+    )
     return str(folder)
 
 
@@ -292,7 +337,9 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(gan_args, tmp_path, make_args,
     if "--out" not in args:
         args += ["--out", str(tmp_path / "out")]
     one_line_error(runner.invoke(app, [*args, *gan_args]), *fragments)
-    assert not any(p.suffix in (".png", ".gif", ".mp4", ".json") for p in tmp_path.rglob("*")), "nothing is written on bad input"
+    assert not any(p.suffix in (".png", ".gif", ".mp4", ".json") for p in tmp_path.rglob("*")), (
+        "nothing is written on bad input"
+    )
 
 
 def test_option_groups_become_options_and_reach_the_command_as_one_dataclass():
@@ -306,7 +353,9 @@ def test_option_groups_become_options_and_reach_the_command_as_one_dataclass():
 
     params = inspect.signature(command).parameters
     assert list(params) == ["x", "size", "biggan", "device", "precision", "batch", "out", "pad"]
-    assert command(x=2, size=256, biggan=None, device="cpu", precision="fp32", batch=3, out="a.png", pad=0) == GridOptions(256, None, "cpu", "fp32", 3, "a.png", 0)
+    assert command(
+        x=2, size=256, biggan=None, device="cpu", precision="fp32", batch=3, out="a.png", pad=0
+    ) == GridOptions(256, None, "cpu", "fp32", 3, "a.png", 0)
     assert "--batch" in runner.invoke(app, ["zoom", "--help"]).stdout
 
 

@@ -78,7 +78,15 @@ def test_the_class_token_block_steps_aside_for_other_poolings(name):
 def test_clip_wrapper_on_the_fast_model_in_bf16(name):
     # the same pictures scored through textsleep's Clip in bf16 stay close to fp32
     _, fast = _pair(name)
-    clip = Clip(name, "random", fast, open_clip.get_tokenizer(name), 32, open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    clip = Clip(
+        name,
+        "random",
+        fast,
+        open_clip.get_tokenizer(name),
+        32,
+        open_clip.OPENAI_DATASET_MEAN,
+        open_clip.OPENAI_DATASET_STD,
+    )
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     fp32 = clip.encode_image(x)
     bf16 = clip.to(dtype=torch.bfloat16).encode_image(x)

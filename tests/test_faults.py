@@ -21,7 +21,11 @@ def _cli(args, *, limit_bytes=None, timeout=180):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     return subprocess.run(
-        [sys.executable, "-m", "textsleep", *args], capture_output=True, text=True, timeout=timeout, preexec_fn=limit if limit_bytes else None
+        [sys.executable, "-m", "textsleep", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit if limit_bytes else None,
     )
 
 
@@ -85,7 +89,9 @@ def test_a_full_disk_names_the_file_and_keeps_what_was_saved(tiny_args, tmp_path
     assert first.returncode == 0, first.stderr
     run = tmp_path / "outputs" / "tree"
     before = {name: (run / name).read_bytes() for name in ("image.png", "checkpoint.pt", "run.json", "latents.pt")}
-    result = _cli(["--resume", str(run), "--iterations", "4", "--quiet"], limit_bytes=100_000)  # pictures fit, the checkpoint does not
+    result = _cli(
+        ["--resume", str(run), "--iterations", "4", "--quiet"], limit_bytes=100_000
+    )  # pictures fit, the checkpoint does not
     line = _one_line(result, "checkpoint.pt", "cannot be written", "what was saved there before is unchanged")
     assert "File too large" in line
     assert (run / "checkpoint.pt").read_bytes() == before["checkpoint.pt"]
@@ -113,8 +119,21 @@ def test_a_damaged_file_is_named_on_resume(tiny_options, name, cut):
 def test_one_writer_per_run_folder(tiny_args, tmp_path):
     run = tmp_path / "outputs" / "tree"
     first = subprocess.Popen(
-        [sys.executable, "-m", "textsleep", "tree", *tiny_args, "--iterations", "100000", "--save-every", "1", "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "textsleep",
+            "tree",
+            *tiny_args,
+            "--iterations",
+            "100000",
+            "--save-every",
+            "1",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -150,7 +169,9 @@ def test_one_writer_in_one_process_too(tiny_options):
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_term_and_hup_save_like_ctrl_c(tiny_args, tmp_path, sig, code):
     args = ["tree", *tiny_args, "--iterations", "100000", "--save-every", "1000", "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "textsleep", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "textsleep", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     run = tmp_path / "outputs" / "tree"
     deadline = time.monotonic() + 120
     while not (run / "image.png").exists() and not (run / ".textsleep.lock").exists() and time.monotonic() < deadline:
@@ -167,6 +188,9 @@ def test_term_and_hup_save_like_ctrl_c(tiny_args, tmp_path, sig, code):
 
 
 def test_no_signal_handler_at_import():
-    code = "import signal, textsleep, textsleep.cli, textsleep.imagine; print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGHUP) is signal.SIG_DFL)"
+    code = (
+        "import signal, textsleep, textsleep.cli, textsleep.imagine; "
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGHUP) is signal.SIG_DFL)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={**os.environ})
     assert out.stdout.split() == ["True", "True"], out.stderr

@@ -55,10 +55,40 @@ def test_each_job_with_its_picture_facts_and_relative_links(tmp_path):
     _picture(tmp_path / "runs/b-2/image.png", "green")
     (tmp_path / "runs/b-2/run.json").write_text("{}")
     records = [
-        {"id": "1", "prompt": 'a "quoted" <script>alert(1)</script> 🌋', "seed": 11, "final_score": 0.31234, "status": "finished", "folder": "runs/a-1"},
-        {"id": "2", "prompt": "a castle:2|fog:-1", "seed": 12, "final_score": 0.2, "status": "finished", "folder": "runs/b-2"},
-        {"id": "3", "prompt": "", "source": "broken -- --size 300", "seed": None, "status": "failed", "folder": None, "error": "p.txt:3: --size 300 <b>"},
-        {"id": "4", "prompt": "later", "seed": 5, "status": "pending", "folder": "runs/c-4", "steps_done": 0, "iterations": 100},
+        {
+            "id": "1",
+            "prompt": 'a "quoted" <script>alert(1)</script> 🌋',
+            "seed": 11,
+            "final_score": 0.31234,
+            "status": "finished",
+            "folder": "runs/a-1",
+        },
+        {
+            "id": "2",
+            "prompt": "a castle:2|fog:-1",
+            "seed": 12,
+            "final_score": 0.2,
+            "status": "finished",
+            "folder": "runs/b-2",
+        },
+        {
+            "id": "3",
+            "prompt": "",
+            "source": "broken -- --size 300",
+            "seed": None,
+            "status": "failed",
+            "folder": None,
+            "error": "p.txt:3: --size 300 <b>",
+        },
+        {
+            "id": "4",
+            "prompt": "later",
+            "seed": 5,
+            "status": "pending",
+            "folder": "runs/c-4",
+            "steps_done": 0,
+            "iterations": 100,
+        },
     ]
     page = write_gallery(tmp_path, records, title="overnight.txt").read_text(encoding="utf-8")
     found = _parse(page)
@@ -69,7 +99,10 @@ def test_each_job_with_its_picture_facts_and_relative_links(tmp_path):
         assert (tmp_path / link).is_file(), link
     assert found.images == ["runs/a-1/image.png", "runs/b-2/image.png"]
     assert sorted(found.links) == sorted(
-        ["runs/a-1/image.png"] * 3 + ["runs/a-1/best.png", "runs/a-1/run.json", "runs/a-1/progress.mp4"] + ["runs/b-2/image.png"] * 3 + ["runs/b-2/run.json"]
+        ["runs/a-1/image.png"] * 3
+        + ["runs/a-1/best.png", "runs/a-1/run.json", "runs/a-1/progress.mp4"]
+        + ["runs/b-2/image.png"] * 3
+        + ["runs/b-2/run.json"]
     )
     assert "&quot;quoted&quot; &lt;script&gt;" in page and "🌋" in page and "<script>" not in page
     assert "seed 11" in page and "score 0.312" in page and "seed 12" in page and "score 0.200" in page
@@ -94,8 +127,16 @@ def test_the_page_follows_the_manifest(tmp_path):
 
 
 def _chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
@@ -120,9 +161,14 @@ def test_gallery_in_headless_chromium(tiny_args, tmp_path):
             pytest.fail("chromium is not installed; CI installs it (.ci/run)")
         pytest.skip("needs chromium (apt-get install chromium)")
     prompts = tmp_path / "gallery.txt"
-    prompts.write_text('a "quoted" lighthouse 🌋\na castle:2|fog:-1 -- --video --save-every 1\nbroken -- --size 300\n', encoding="utf-8")
+    prompts.write_text(
+        'a "quoted" lighthouse 🌋\na castle:2|fog:-1 -- --video --save-every 1\nbroken -- --size 300\n',
+        encoding="utf-8",
+    )
     out = tmp_path / "batch"
-    result = CliRunner().invoke(app, ["batch", str(prompts), *tiny_args, "--iterations", "2", "--cutouts", "2", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["batch", str(prompts), *tiny_args, "--iterations", "2", "--cutouts", "2", "--out", str(out)]
+    )
     assert result.exit_code == 1, result.output  # the broken line
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "progress.mp4" in page and page.count("<img ") == 2
@@ -138,7 +184,13 @@ def test_gallery_in_headless_chromium(tiny_args, tmp_path):
     assert len(seen) == 2 and all(i["done"] and i["width"] == 128 for i in seen.values()), seen
 
     shot = tmp_path / "gallery.png"
-    run = _chromium(tmp_path / "profile", "--window-size=1280,900", "--hide-scrollbars", f"--screenshot={shot}", (out / "index.html").as_uri())
+    run = _chromium(
+        tmp_path / "profile",
+        "--window-size=1280,900",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        (out / "index.html").as_uri(),
+    )
     assert shot.is_file(), run.stderr[-2000:]
     with Image.open(shot) as im:
         assert im.size == (1280, 900)

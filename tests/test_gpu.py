@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from textsleep import Imagine
-from textsleep.testing import random_biggan
 from textsleep.render import num_latents, render
+from textsleep.testing import random_biggan
 
 pytestmark = pytest.mark.gpu
 

@@ -21,8 +21,14 @@ def test_resolve_names():
     assert resolve_class("kite (bird of prey)") == 21
     assert resolve_class("lady's slipper") == 986  # part of exactly one name
     assert all(resolve_class(class_label(i)) == i for i in range(1000))
-    exact_and_partial = next((i, n) for i, n in enumerate(class_names()) if sum(n.lower() in m.lower() for m in class_names()) > 1 and class_names().count(n) == 1)
-    assert resolve_class(exact_and_partial[1]) == exact_and_partial[0]  # the exact name wins over longer names containing it
+    exact_and_partial = next(
+        (i, n)
+        for i, n in enumerate(class_names())
+        if sum(n.lower() in m.lower() for m in class_names()) > 1 and class_names().count(n) == 1
+    )
+    assert (
+        resolve_class(exact_and_partial[1]) == exact_and_partial[0]
+    )  # the exact name wins over longer names containing it
 
 
 def test_unknown_name_suggests_the_closest():

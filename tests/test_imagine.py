@@ -151,7 +151,9 @@ def blind_clip(tiny, tmp_path):
 
 
 def test_patience_stops_a_dream_that_cannot_improve(tiny_options, blind_clip):
-    imagine = Imagine("tree", **{**tiny_options, "clip_pretrained": blind_clip, "iterations": 50, "patience": 3, "video": True})
+    imagine = Imagine(
+        "tree", **{**tiny_options, "clip_pretrained": blind_clip, "iterations": 50, "patience": 3, "video": True}
+    )
     run = imagine()
     record = json.loads((run / "run.json").read_text())
     assert imagine.stopped_early == 4 and record["steps_done"] == 4  # best at step 1, then 3 steps without better
@@ -171,7 +173,11 @@ def test_patience_on_the_command_line(tiny_options, blind_clip):
 
     from textsleep.cli import app
 
-    args = [a for k, v in {**tiny_options, "clip_pretrained": blind_clip}.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    args = [
+        a
+        for k, v in {**tiny_options, "clip_pretrained": blind_clip}.items()
+        for a in (f"--{k.replace('_', '-')}", str(v))
+    ]
     result = CliRunner().invoke(app, ["tree", *args, "--iterations", "50", "--patience", "2"])
     assert result.exit_code == 0, result.output
     assert "stopped at step 3: no better score for 2 steps" in result.output

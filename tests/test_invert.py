@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-
 import pytest
 import torch
 from PIL import Image
@@ -15,8 +14,8 @@ from textsleep.errors import UserError
 from textsleep.invert import invert, invert_photo, load_photo, pixel_loss
 from textsleep.media import read_video
 from textsleep.models import load_clip
-from textsleep.testing import random_biggan
 from textsleep.render import render
+from textsleep.testing import random_biggan
 
 runner = CliRunner()
 SIZE = 128
@@ -54,14 +53,25 @@ def test_load_photo_is_the_centre_square(photo):
     assert goal.shape == (1, 3, 32, 32) and 0 <= goal.min() and goal.max() <= 1
     with Image.open(photo) as im:
         centre = im.crop((16, 0, 80, 64)).resize((32, 32), Image.BICUBIC)
-    assert torch.allclose(goal[0].permute(1, 2, 0) * 255, torch.from_numpy(np.asarray(centre, dtype=np.float32)), atol=0.5)
+    assert torch.allclose(
+        goal[0].permute(1, 2, 0) * 255, torch.from_numpy(np.asarray(centre, dtype=np.float32)), atol=0.5
+    )
 
 
 def test_invert_photo_calls_its_hook_every_step_and_leaves_a_run_folder(tiny, photo, tmp_path):
     seen = []
     clip = {"clip_model": tiny["clip_model"], "clip_pretrained": tiny["clip_pretrained"]}
     run_dir = invert_photo(
-        photo, candidates=2, on_step=seen.append, iterations=3, cutouts=2, biggan=tiny["biggan"], device="cpu", precision="fp32", out=str(tmp_path / "runs"), **clip
+        photo,
+        candidates=2,
+        on_step=seen.append,
+        iterations=3,
+        cutouts=2,
+        biggan=tiny["biggan"],
+        device="cpu",
+        precision="fp32",
+        out=str(tmp_path / "runs"),
+        **clip,
     )
     assert [step.index for step in seen] == [1, 2, 3] and run_dir == tmp_path / "runs" / "invert_photo"
     record = json.loads((run_dir / "run.json").read_text())
@@ -80,7 +90,23 @@ def _run(args):
 
 def test_invert_writes_a_run_folder_that_dreams_and_morphs_start_from(gan_args, tiny, photo, tmp_path):
     clip = ["--clip-model", tiny["clip_model"], "--clip-pretrained", tiny["clip_pretrained"]]
-    result = _run(["invert", str(photo), "--iterations", "4", "--cutouts", "2", "--candidates", "2", *gan_args, *clip, "--out", str(tmp_path / "runs"), "--quiet"])
+    result = _run(
+        [
+            "invert",
+            str(photo),
+            "--iterations",
+            "4",
+            "--cutouts",
+            "2",
+            "--candidates",
+            "2",
+            *gan_args,
+            *clip,
+            "--out",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ]
+    )
     run_dir = tmp_path / "runs" / "invert_photo"
     assert str(run_dir) in result.stdout and "pixel loss" in result.stdout
     assert {p.name for p in run_dir.iterdir()} == {"image.png", "target.png", "run.json", "latents.pt"}
@@ -92,7 +118,22 @@ def test_invert_writes_a_run_folder_that_dreams_and_morphs_start_from(gan_args, 
     out = tmp_path / "from-photo.gif"
     _run(["interpolate", str(run_dir), "bubble", "--frames", "3", *gan_args, "--out", str(out)])
     assert read_video(out).shape[0] == 3
-    dream = _run(["a photo", "--init", str(run_dir), "--iterations", "1", "--cutouts", "2", *gan_args, *clip, "--out", str(tmp_path / "dreams"), "--quiet"])
+    dream = _run(
+        [
+            "a photo",
+            "--init",
+            str(run_dir),
+            "--iterations",
+            "1",
+            "--cutouts",
+            "2",
+            *gan_args,
+            *clip,
+            "--out",
+            str(tmp_path / "dreams"),
+            "--quiet",
+        ]
+    )
     assert dream.stdout.strip().endswith("image.png")
 
 
@@ -108,7 +149,9 @@ def test_invert_writes_a_run_folder_that_dreams_and_morphs_start_from(gan_args, 
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(gan_args, photo, tmp_path, name, extra, fragments):
     (tmp_path / "notes.txt").write_text("not a picture")
-    result = runner.invoke(app, ["invert", str(tmp_path / name), *extra, *gan_args, "--out", str(tmp_path / "runs"), "--quiet"])
+    result = runner.invoke(
+        app, ["invert", str(tmp_path / name), *extra, *gan_args, "--out", str(tmp_path / "runs"), "--quiet"]
+    )
     assert result.exit_code != 0 and "Traceback" not in result.output, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and all(f in errors[0] for f in fragments), result.output

@@ -11,7 +11,12 @@ def test_grid_size_and_padding():
     images = torch.zeros(5, 3, 10, 20)
     grid = make_grid(images, cols=3, pad=2, pad_value=1.0)
     assert grid.shape == (3, 2 * 10 + 3 * 2, 3 * 20 + 4 * 2)
-    assert grid[:, :2].eq(1).all() and grid[:, :, :2].eq(1).all() and grid[:, -2:].eq(1).all() and grid[:, :, -2:].eq(1).all()
+    assert (
+        grid[:, :2].eq(1).all()
+        and grid[:, :, :2].eq(1).all()
+        and grid[:, -2:].eq(1).all()
+        and grid[:, :, -2:].eq(1).all()
+    )
     assert grid[:, 12:14].eq(1).all() and grid[:, :, 22:24].eq(1).all()  # gutters between cells
     assert grid[:, 2:12, 2:22].eq(0).all()  # first cell
     assert grid[:, 14:24, 2 + 22 : 2 + 22 + 20].eq(0).all()  # fifth cell: row 1, column 1
@@ -37,7 +42,9 @@ def test_grid_places_pictures_in_row_order_and_handles_cols():
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])
 def test_video_streams_and_reads_back(tmp_path, suffix):
     path = tmp_path / f"clip{suffix}"
-    frames = torch.nn.functional.interpolate(torch.rand(12, 3, 6, 8, generator=torch.Generator().manual_seed(0)), size=(48, 64), mode="bilinear")  # smooth, like pictures
+    frames = torch.nn.functional.interpolate(
+        torch.rand(12, 3, 6, 8, generator=torch.Generator().manual_seed(0)), size=(48, 64), mode="bilinear"
+    )  # smooth, like pictures
     with VideoWriter(path, fps=12) as writer:
         for i in range(3):
             writer.add(frames[4 * i : 4 * i + 4])  # batches of frames
@@ -156,4 +163,6 @@ def test_centre_square_crops_the_middle_of_a_wide_or_tall_picture_at_the_asked_s
     assert torch.allclose(square, torch.ones(1, 3, 10, 10), atol=1e-6)
     tall = np.zeros((60, 20), dtype=np.uint8)  # greyscale: comes back as RGB
     tall[20:40] = 128
-    assert torch.allclose(centre_square(Image.fromarray(tall, mode="L"), 5), torch.full((1, 3, 5, 5), 128 / 255), atol=1e-6)
+    assert torch.allclose(
+        centre_square(Image.fromarray(tall, mode="L"), 5), torch.full((1, 3, 5, 5), 128 / 255), atol=1e-6
+    )

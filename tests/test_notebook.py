@@ -48,7 +48,9 @@ def test_the_notebook_runs_top_to_bottom_with_a_live_picture(tiny, tmp_path, mon
 
     # the dream: two outputs for the whole run (progress bar, picture), each updated in place
     dream = _cell(nb, "imagine = Imagine(")
-    outputs = [o for o in nb.cells[dream].outputs if o["output_type"] == "display_data"]  # (and maybe a library's warning)
+    outputs = [
+        o for o in nb.cells[dream].outputs if o["output_type"] == "display_data"
+    ]  # (and maybe a library's warning)
     assert len(outputs) == 2, nb.cells[dream].outputs
     kinds = [m["msg_type"] for m in client.messages[dream]]
     assert kinds.count("display_data") == 2

@@ -47,7 +47,19 @@ def test_auto_precision_needs_native_bf16_on_the_cpu(monkeypatch):
 
 
 def test_bench_prints_json_figures():
-    args = ["bench", "--size", "128", "--cutouts", "2", "--steps", "1", "--json", "--clip-model", "ViT-B-32", "--breakdown"]
+    args = [
+        "bench",
+        "--size",
+        "128",
+        "--cutouts",
+        "2",
+        "--steps",
+        "1",
+        "--json",
+        "--clip-model",
+        "ViT-B-32",
+        "--breakdown",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output.strip().splitlines()[-1])
@@ -56,7 +68,9 @@ def test_bench_prints_json_figures():
     # the parts of a step, each timed and counted on its own, add up to the whole step's arithmetic
     phases = data["phases"]
     assert set(phases) == {"generator", "cutouts", "clip"} and all(p["median_s"] > 0 for p in phases.values())
-    assert phases["generator"]["gflop"] > 20 and phases["clip"]["gflop"] > 10  # BigGAN-deep-128 and 2 ViT-B/32 views, both ways
+    assert (
+        phases["generator"]["gflop"] > 20 and phases["clip"]["gflop"] > 10
+    )  # BigGAN-deep-128 and 2 ViT-B/32 views, both ways
     parts = phases["generator"]["gflop"] + phases["clip"]["gflop"]
     assert 0.95 * data["gflop_per_step"] <= parts <= 1.05 * data["gflop_per_step"]
     assert data["matmul_gflops"] > 0

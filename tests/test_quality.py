@@ -10,8 +10,8 @@ from PIL import Image
 from textsleep import DreamSettings, Imagine, UserError
 from textsleep.cutouts import Cutouts
 from textsleep.dream import Dream, Judge
-from textsleep.testing import random_biggan, random_clip
 from textsleep.starts import best_of_k
+from textsleep.testing import random_biggan, random_clip
 
 
 def _pixels(path):
@@ -72,7 +72,10 @@ def test_ensemble_loss_is_the_weighted_mean():
     clip_a = random_clip("ViT-B-32", seed=1)
     torch.manual_seed(0)
     prompt = torch.nn.functional.normalize(torch.randn(1, 512), dim=-1)
-    judges = [Judge(clip_a, prompt, torch.ones(1), 2.0), Judge(random_clip("ViT-B-32", seed=2), prompt, torch.ones(1), 0.5)]
+    judges = [
+        Judge(clip_a, prompt, torch.ones(1), 2.0),
+        Judge(random_clip("ViT-B-32", seed=2), prompt, torch.ones(1), 0.5),
+    ]
     images = torch.rand(1, 3, 128, 128)
 
     def sim(js):
@@ -88,7 +91,11 @@ def test_ensemble_loss_is_the_weighted_mean():
     # the whole-view score used to pick the best picture follows the same rule
     from textsleep.dream import score_images
 
-    assert torch.allclose(score_images(judges, images), (2.0 * score_images(judges[:1], images) + 0.5 * score_images(judges[1:], images)) / 2.5, atol=1e-5)
+    assert torch.allclose(
+        score_images(judges, images),
+        (2.0 * score_images(judges[:1], images) + 0.5 * score_images(judges[1:], images)) / 2.5,
+        atol=1e-5,
+    )
 
 
 def test_ensemble_settings_errors():
@@ -101,7 +108,10 @@ def test_ensemble_settings_errors():
     with pytest.raises(UserError, match="--num-images 0"):
         DreamSettings(text="a", num_images=0)
     specs = DreamSettings(text="a", clip_model=("ViT-B-32", "ViT-B-16:0.5")).clips()
-    assert [(c.name, c.pretrained, c.weight) for c in specs] == [("ViT-B-32", "openai", 1.0), ("ViT-B-16", "openai", 0.5)]
+    assert [(c.name, c.pretrained, c.weight) for c in specs] == [
+        ("ViT-B-32", "openai", 1.0),
+        ("ViT-B-16", "openai", 0.5),
+    ]
 
 
 @pytest.mark.parametrize("preset", ["none", "light", "strong"])

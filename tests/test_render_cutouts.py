@@ -1,8 +1,8 @@
 import torch
 
 from textsleep.cutouts import Cutouts
-from textsleep.testing import random_biggan
 from textsleep.render import affine_relu, num_latents, render
+from textsleep.testing import random_biggan
 
 
 def _with_random_statistics(biggan):

@@ -1,6 +1,5 @@
 """The run-folder format: names, whole-or-nothing writes, the one-writer lock, several pictures."""
 
-
 import pytest
 import torch
 from PIL import Image
@@ -30,7 +29,9 @@ def test_files_round_trip(tmp_path):
     folder.write_record({"status": "running", "settings": {}})
     assert folder.load_checkpoint()["dream"]["step"] == 7 and folder.has_checkpoint()
     assert read_record(folder.path)["status"] == "running"
-    assert sorted(p.name for p in folder.path.iterdir()) == sorted(["image.png", "progress", "checkpoint.pt", "latents.pt", "run.json"])
+    assert sorted(p.name for p in folder.path.iterdir()) == sorted(
+        ["image.png", "progress", "checkpoint.pt", "latents.pt", "run.json"]
+    )
     assert set(RUN_FILES.values()) >= {"image.png", "best.png", "run.json", "checkpoint.pt", "latents.pt"}
 
 

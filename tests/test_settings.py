@@ -46,7 +46,11 @@ def test_every_field_has_help_and_every_option_is_on_the_command_line():
     assert all(len(f.metadata["help"]) > 10 for f in fields.values())
     names = {opt.name for opt in options()}
     assert names == set(fields) - {"text"}  # the prompt is the command's argument
-    help_text = CliRunner().invoke(__import__("textsleep.cli", fromlist=["app"]).app, ["dream", "--help"], terminal_width=200).output
+    help_text = (
+        CliRunner()
+        .invoke(__import__("textsleep.cli", fromlist=["app"]).app, ["dream", "--help"], terminal_width=200)
+        .output
+    )
     for opt in options():
         assert opt.flag in help_text, opt.flag
 

@@ -1,4 +1,6 @@
-"""README's Slurm script, submitted as written to a real one-node Slurm: every job once, scancel saves, resubmitting resumes.
+"""README's Slurm script, submitted as written to a real one-node Slurm.
+
+Every job runs once, scancel saves, resubmitting resumes.
 
 Skipped, with the reason, where Slurm cannot start (not installed, not root).
 """
@@ -46,7 +48,12 @@ def job_env(cluster, tmp_path):
     shim.chmod(0o755)
     root = str(Path(__file__).resolve().parents[1])
     python_path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    return {**cluster.env, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": python_path, "OMP_NUM_THREADS": "1"}
+    return {
+        **cluster.env,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": python_path,
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 @pytest.fixture
@@ -75,9 +82,21 @@ def test_readme_array_script_runs_every_job_exactly_once(cluster, job_env, scrip
     out = tmp_path / "batch"
     options = _options(tiny_options, iterations=2, save_every=2)
     # --gres=none: this test cluster has no GPUs; every other line of the script applies as written
-    job = cluster.sbatch("--gres=none", "--wait", f"--chdir={tmp_path}", str(script), str(path), str(out), *options, env=job_env, timeout=300)
+    job = cluster.sbatch(
+        "--gres=none",
+        "--wait",
+        f"--chdir={tmp_path}",
+        str(script),
+        str(path),
+        str(out),
+        *options,
+        env=job_env,
+        timeout=300,
+    )
     records = read_records(out)
-    assert len(records) == 6 and all(r["status"] == "finished" for r in records), [(r["source"], r["status"], r["error"]) for r in records]
+    assert len(records) == 6 and all(r["status"] == "finished" for r in records), [
+        (r["source"], r["status"], r["error"]) for r in records
+    ]
     assert all(len(r["attempts"]) == 1 for r in records)  # nothing ran twice
     assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(Path(r["folder"]).name for r in records)
     # each of the four array tasks took its own shard from Slurm and ran exactly that shard's jobs

@@ -57,7 +57,11 @@ def test_a_dream_streams_pictures_stops_and_continues(studio, tiny_options):
     resumed = list(later.dream(options={"iterations": done + 2, "cutouts": 32}, resume=last.run_dir, session="me"))
     assert resumed[-1].text.startswith(f"finished: step {done + 2}/{done + 2}"), resumed[-1]
     record = json.loads((last.run_dir / "run.json").read_text())
-    assert record["status"] == "finished" and record["settings"]["save_every"] == 1000 and record["settings"]["cutouts"] == 4
+    assert (
+        record["status"] == "finished"
+        and record["settings"]["save_every"] == 1000
+        and record["settings"]["cutouts"] == 4
+    )
 
     runs = list_runs(tiny_options["out"])
     assert [r["folder"] for r in runs] == [last.run_dir]
@@ -96,7 +100,14 @@ def test_runs_newest_first_and_batch_progress(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         (folder / "image.png").write_bytes(b"")
-        record = {"prompt": prompt, "seed": 1, "final_score": 0.25, "status": "finished", "steps_done": 5, "settings": {"iterations": 5}}
+        record = {
+            "prompt": prompt,
+            "seed": 1,
+            "final_score": 0.25,
+            "status": "finished",
+            "steps_done": 5,
+            "settings": {"iterations": 5},
+        }
         (folder / "run.json").write_text(json.dumps(record))
         os.utime(folder / "run.json", (time.time() - age, time.time() - age))
     (tmp_path / "half").mkdir()
@@ -125,7 +136,10 @@ def test_command_errors_are_one_line(tmp_path, monkeypatch):
     assert result.exit_code == 2 and result.output.startswith("error: ") and "--no-such-option" in result.output
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if not installed
     result = runner.invoke(app, ["ui", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and result.output.strip() == 'error: the web page needs gradio: pip install "textsleep[ui]"'
+    assert (
+        result.exit_code == 2
+        and result.output.strip() == 'error: the web page needs gradio: pip install "textsleep[ui]"'
+    )
 
 
 # ---------------------------------------------------------------------------------------------- in a browser
@@ -171,14 +185,20 @@ def test_dream_watch_and_stop_in_a_browser(page_url, browser, tiny_options, tmp_
     page.locator("#dream").click()
     page.wait_for_function("() => document.querySelector('#picture img')", timeout=60_000)
     first = _picture_src(page)
-    page.wait_for_function("first => { const i = document.querySelector('#picture img'); return i && i.getAttribute('src') !== first }", arg=first, timeout=60_000)
+    page.wait_for_function(
+        "first => { const i = document.querySelector('#picture img'); return i && i.getAttribute('src') !== first }",
+        arg=first,
+        timeout=60_000,
+    )
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('CLIP score')", timeout=30_000)
     shot = Path(os.environ.get("TEXTSLEEP_UI_SCREENSHOT", tmp_path / "dreaming.png"))
     page.screenshot(path=str(shot), full_page=True)
     assert "step " in page.locator("#status").inner_text()
 
     page.locator("#stop").click()
-    page.wait_for_function("() => document.querySelector('#status').innerText.includes('stopped at step')", timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelector('#status').innerText.includes('stopped at step')", timeout=60_000
+    )
     runs = list(Path(tiny_options["out"]).glob("a_red_cube*"))
     assert len(runs) == 1
     record = json.loads((runs[0] / "run.json").read_text())
@@ -187,14 +207,20 @@ def test_dream_watch_and_stop_in_a_browser(page_url, browser, tiny_options, tmp_
     # in the gallery now: open it, see its settings, continue it two more steps in the same folder
     page.wait_for_function("() => document.querySelectorAll('#runs img').length == 1", timeout=30_000)
     page.locator("#runs img").first.click()
-    page.wait_for_function("() => document.querySelector('#run-info').innerText.includes('interrupted')", timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('#run-info').innerText.includes('interrupted')", timeout=30_000
+    )
     assert "a red cube · seed 3" in page.locator("#run-info").inner_text()
     settings = page.locator("#run-settings").inner_text()
     assert "cutouts" in settings and "truncation" in settings and tiny_options["biggan"] in settings
     steps = record["steps_done"]
     page.locator("#continue-to input").fill(str(steps + 2))
     page.locator("#continue").click()
-    page.wait_for_function("s => document.querySelector('#status').innerText.includes('finished: step ' + s)", arg=f"{steps + 2}/{steps + 2}", timeout=60_000)
+    page.wait_for_function(
+        "s => document.querySelector('#status').innerText.includes('finished: step ' + s)",
+        arg=f"{steps + 2}/{steps + 2}",
+        timeout=60_000,
+    )
     record = json.loads((runs[0] / "run.json").read_text())
     assert record["status"] == "finished" and record["steps_done"] == steps + 2
     assert list(Path(tiny_options["out"]).glob("a_red_cube*")) == runs
@@ -220,4 +246,6 @@ def test_a_second_page_waits_its_turn_and_sees_its_place(page_url, browser):
     first.locator("#stop").click()  # then the second one's turn comes, with the models already loaded
     second.wait_for_function("() => document.querySelector('#status').innerText.includes('CLIP score')", timeout=60_000)
     second.locator("#stop").click()
-    second.wait_for_function("() => document.querySelector('#status').innerText.includes('stopped at step')", timeout=60_000)
+    second.wait_for_function(
+        "() => document.querySelector('#status').innerText.includes('stopped at step')", timeout=60_000
+    )

@@ -1,4 +1,6 @@
-"""textsleep.upscale and `textsleep upscale` on tiny random Real-ESRGAN networks written in the released files' format."""
+"""textsleep.upscale and `textsleep upscale` on tiny random Real-ESRGAN networks written in the
+released files' format.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_weights import _Server  # noqa: E402  (the Range-honouring file server of the BigGAN download tests)
 from typer.testing import CliRunner
 
 from textsleep import upscale as up
@@ -20,8 +23,6 @@ from textsleep import weights
 from textsleep.cli import app
 from textsleep.errors import UserError
 from textsleep.outputs import read_png_text, save_png
-
-from test_weights import _Server  # noqa: E402  (the Range-honouring file server of the BigGAN download tests)
 
 runner = CliRunner()
 
@@ -39,7 +40,14 @@ def released_state(scale: int, *, blocks: int = 1, features: int = 8, seed: int 
     from spandrel.architectures.ESRGAN import ESRGAN
 
     torch.manual_seed(seed)
-    net = ESRGAN(in_nc=12 if scale == 2 else 3, out_nc=3, num_filters=features, num_blocks=blocks, scale=4, shuffle_factor=2 if scale == 2 else None)
+    net = ESRGAN(
+        in_nc=12 if scale == 2 else 3,
+        out_nc=3,
+        num_filters=features,
+        num_blocks=blocks,
+        scale=4,
+        shuffle_factor=2 if scale == 2 else None,
+    )
     with torch.no_grad():
         net.model[10].bias += 0.5
     state = {}
@@ -162,7 +170,9 @@ def test_alpha_is_kept(nets):
 
 # --------------------------------------------------------------------------------------------- files and runs
 def test_upscale_file_carries_the_text_over_and_records_the_upscaler(nets, tmp_path):
-    src = save_png(picture(24, 20), tmp_path / "tree.png", {"prompt": "upside down tree", "seed": 3, "settings": {"size": 128}})
+    src = save_png(
+        picture(24, 20), tmp_path / "tree.png", {"prompt": "upside down tree", "seed": 3, "settings": {"size": 128}}
+    )
     dst = up.upscale_file(src, upscaler=nets[4])
     assert dst == tmp_path / "tree_x4.png"
     with Image.open(dst) as im:
@@ -201,14 +211,22 @@ def served(nets, tmp_path, monkeypatch):
     server = _Server({"RealESRGAN_x4plus.pth": data, "RealESRGAN_x2plus.pth": nets[2].read_bytes()})
     monkeypatch.setenv("TEXTSLEEP_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TEXTSLEEP_UPSCALER_URL", server.url)
-    monkeypatch.setitem(weights.UPSCALERS, "RealESRGAN_x4plus", (weights.UPSCALERS["RealESRGAN_x4plus"][0], hashlib.sha256(data).hexdigest()))
+    monkeypatch.setitem(
+        weights.UPSCALERS,
+        "RealESRGAN_x4plus",
+        (weights.UPSCALERS["RealESRGAN_x4plus"][0], hashlib.sha256(data).hexdigest()),
+    )
     yield server
     server.stop()
 
 
 def test_known_names_are_the_release_assets_with_published_hashes():
-    assert weights.UPSCALERS["RealESRGAN_x4plus"][0].endswith("/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth")
-    assert weights.UPSCALERS["RealESRGAN_x2plus"][0].endswith("/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth")
+    assert weights.UPSCALERS["RealESRGAN_x4plus"][0].endswith(
+        "/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth"
+    )
+    assert weights.UPSCALERS["RealESRGAN_x2plus"][0].endswith(
+        "/xinntao/Real-ESRGAN/releases/download/v0.2.1/RealESRGAN_x2plus.pth"
+    )
     assert all(re.fullmatch(r"[0-9a-f]{64}", sha) for _, sha in weights.UPSCALERS.values())
     assert up.DEFAULT_UPSCALERS == {4: "RealESRGAN_x4plus", 2: "RealESRGAN_x2plus"}
 
@@ -236,8 +254,15 @@ def test_download_fetches_an_upscaler_ahead_and_doctor_lists_it(served, tmp_path
     assert result.exit_code == 0, result.output
     assert f"RealESRGAN_x4plus: {cached}" in result.output and cached.is_file()
     after = runner.invoke(app, ["doctor"]).output
-    assert any(line.startswith("RealESRGAN_x4plus") and "not cached" not in line and str(cached) in line for line in after.splitlines()), after
-    one_line_error(runner.invoke(app, ["download", "--no-biggan", "--no-clip", "--upscaler", "bogus"]), "--upscaler 'bogus'", "RealESRGAN_x2plus")
+    assert any(
+        line.startswith("RealESRGAN_x4plus") and "not cached" not in line and str(cached) in line
+        for line in after.splitlines()
+    ), after
+    one_line_error(
+        runner.invoke(app, ["download", "--no-biggan", "--no-clip", "--upscaler", "bogus"]),
+        "--upscaler 'bogus'",
+        "RealESRGAN_x2plus",
+    )
 
 
 def test_a_cut_download_resumes_with_range(served, tmp_path):
@@ -252,7 +277,12 @@ def test_a_file_with_the_wrong_hash_is_refused_and_not_kept(served, tmp_path):
     with pytest.raises(UserError) as err:
         up.load_upscaler(scale=4, progress=False)
     message = str(err.value)
-    assert "RealESRGAN_x4plus.pth" in message and "wrong file" in message and "SHA-256" in message and "--upscaler PATH" in message
+    assert (
+        "RealESRGAN_x4plus.pth" in message
+        and "wrong file" in message
+        and "SHA-256" in message
+        and "--upscaler PATH" in message
+    )
     assert len(served.gets("RealESRGAN_x4plus.pth")) == 1  # not retried
     left = {p.name for p in (tmp_path / "cache" / "upscale").iterdir()}
     assert not left & {"RealESRGAN_x4plus.pth", "RealESRGAN_x4plus.pth.part", "RealESRGAN_x4plus.pth.sha256"}
@@ -301,14 +331,21 @@ def test_cli_out_folder_and_file(nets, tmp_path, one_line_error):
     for name in ("a", "b"):
         picture(12, 10).save(tmp_path / f"{name}.png")
     pics = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
-    result = runner.invoke(app, ["upscale", *pics, "--scale", "2", "--upscaler", str(nets[2]), "--out", str(tmp_path / "big"), "--tile", "16"])
+    result = runner.invoke(
+        app,
+        ["upscale", *pics, "--scale", "2", "--upscaler", str(nets[2]), "--out", str(tmp_path / "big"), "--tile", "16"],
+    )
     assert result.exit_code == 0, result.output
     for name in ("a", "b"):
         with Image.open(tmp_path / "big" / f"{name}_x2.png") as im:
             assert im.size == (24, 20)
     result = runner.invoke(app, ["upscale", pics[0], "--upscaler", str(nets[4]), "--out", str(tmp_path / "one.png")])
     assert result.exit_code == 0 and (tmp_path / "one.png").is_file()
-    one_line_error(runner.invoke(app, ["upscale", *pics, "--upscaler", str(nets[4]), "--out", str(tmp_path / "two.png")]), "two.png", "give a folder")
+    one_line_error(
+        runner.invoke(app, ["upscale", *pics, "--upscaler", str(nets[4]), "--out", str(tmp_path / "two.png")]),
+        "two.png",
+        "give a folder",
+    )
 
 
 @pytest.mark.parametrize(
@@ -334,16 +371,29 @@ def test_cli_bad_files_are_one_line(nets, tmp_path, one_line_error):
     other = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(3, 3)}, other)
     one_line_error(runner.invoke(app, ["upscale", a, "--upscaler", str(other)]), str(other), "not an upscaler")
-    one_line_error(runner.invoke(app, ["upscale", a, "--upscaler", str(nets[4]), "--scale", "2"]), "enlarges 4x", "--scale 4")
-    one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "missing.png"), "--upscaler", str(nets[4])]), "missing.png", "no such picture")
+    one_line_error(
+        runner.invoke(app, ["upscale", a, "--upscaler", str(nets[4]), "--scale", "2"]), "enlarges 4x", "--scale 4"
+    )
+    one_line_error(
+        runner.invoke(app, ["upscale", str(tmp_path / "missing.png"), "--upscaler", str(nets[4])]),
+        "missing.png",
+        "no such picture",
+    )
     (tmp_path / "text.png").write_text("not a picture")
-    one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "text.png"), "--upscaler", str(nets[4])]), "text.png", "not a picture")
+    one_line_error(
+        runner.invoke(app, ["upscale", str(tmp_path / "text.png"), "--upscaler", str(nets[4])]),
+        "text.png",
+        "not a picture",
+    )
 
 
 def test_without_spandrel_the_extra_is_named(nets, tmp_path, monkeypatch, one_line_error):
     monkeypatch.setitem(sys.modules, "spandrel", None)  # import spandrel now raises ImportError
     picture(8, 8).save(tmp_path / "a.png")
-    one_line_error(runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "--upscaler", str(nets[4])]), 'pip install "textsleep[upscale]"')
+    one_line_error(
+        runner.invoke(app, ["upscale", str(tmp_path / "a.png"), "--upscaler", str(nets[4])]),
+        'pip install "textsleep[upscale]"',
+    )
 
 
 def test_check_upscale_fails_before_any_work(nets, monkeypatch):
@@ -365,7 +415,10 @@ def test_a_dream_with_upscale_writes_image_x4_beside_image_png(served, tiny_opti
     with Image.open(run / "image.png") as small, Image.open(run / "image_x4.png") as big:
         assert big.size == (small.width * 4, small.height * 4)
     text = read_png_text(run / "image_x4.png")
-    assert "upside down tree" in json.dumps(text) and json.loads(text["upscaler"]) == {"name": "RealESRGAN_x4plus", "scale": 4}
+    assert "upside down tree" in json.dumps(text) and json.loads(text["upscaler"]) == {
+        "name": "RealESRGAN_x4plus",
+        "scale": 4,
+    }
 
 
 @pytest.mark.weights

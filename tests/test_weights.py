@@ -138,7 +138,8 @@ def closed_port() -> int:
 # which imports torch): they start in a fraction of a second.
 _LIGHT_IMPORT = (
     "import sys, types\n"
-    f"pkg = types.ModuleType('textsleep'); pkg.__path__ = [{str(REPO / 'textsleep')!r}]; sys.modules['textsleep'] = pkg\n"
+    f"pkg = types.ModuleType('textsleep'); pkg.__path__ = [{str(REPO / 'textsleep')!r}]; sys.modules['textsleep'] = "
+    "pkg\n"
     "from textsleep import weights\n"
 )
 
@@ -159,7 +160,10 @@ def test_shortcuts_and_their_urls_come_from_pytorch_pretrained_biggan(monkeypatc
     assert weights.BIGGAN_SHORTCUTS == tuple(PRETRAINED_MODEL_ARCHIVE_MAP)
     for name in weights.BIGGAN_SHORTCUTS:
         urls = weights._shortcut_urls(name)
-        assert urls == {"pytorch_model.bin": PRETRAINED_MODEL_ARCHIVE_MAP[name], "config.json": PRETRAINED_CONFIG_ARCHIVE_MAP[name]}
+        assert urls == {
+            "pytorch_model.bin": PRETRAINED_MODEL_ARCHIVE_MAP[name],
+            "config.json": PRETRAINED_CONFIG_ARCHIVE_MAP[name],
+        }
 
 
 def test_fresh_download_then_cache_hit_with_the_server_stopped(server, tiny_biggan, cache):
@@ -284,7 +288,12 @@ def test_two_processes_downloading_at_once_make_one_good_file(server, tiny_bigga
         "print(weights.download(sys.argv[1], pathlib.Path(sys.argv[2]), progress=False))\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, url, str(dest), str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, str(dest), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     for p in procs:
@@ -318,7 +327,9 @@ def test_offline_fails_within_seconds_with_what_to_do(cache, closed_port, monkey
     message = str(err.value)
     assert f"http://127.0.0.1:{closed_port}/biggan-deep-256-" in message
     assert str(cache / "biggan" / "biggan-deep-256") in message
-    assert "--biggan DIR" in message and "pytorch_model.bin + config.json" in message and "TEXTSLEEP_BIGGAN_URL" in message
+    assert (
+        "--biggan DIR" in message and "pytorch_model.bin + config.json" in message and "TEXTSLEEP_BIGGAN_URL" in message
+    )
 
 
 def test_offline_128_tries_its_hub_copy_and_still_fails_fast(cache, closed_port, monkeypatch):
@@ -364,7 +375,9 @@ def test_a_silent_server_times_out(tmp_path):
 def test_disk_full_while_writing(server, tiny_biggan, tmp_path):
     dest = tmp_path / "w.bin"
     (tmp_path / "w.bin.part").symlink_to("/dev/full")  # every write fails with ENOSPC
-    with pytest.raises(UserError, match=r"writing .*w\.bin\.part failed \(No space left on device\).*TEXTSLEEP_CACHE.*resumes"):
+    with pytest.raises(
+        UserError, match=r"writing .*w\.bin\.part failed \(No space left on device\).*TEXTSLEEP_CACHE.*resumes"
+    ):
         weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False)
     assert not dest.exists() and not Path(str(dest) + ".sha256").exists()
     assert len(server.gets("plain/pytorch_model.bin")) == 1  # a write error is not a network error: no retry
@@ -440,6 +453,12 @@ def test_read_only_cache(server, cache, monkeypatch):
 
 def test_import_has_no_side_effects(tmp_path):
     env = {**os.environ, "TEXTSLEEP_CACHE": str(tmp_path / "cache"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    run = subprocess.run([sys.executable, "-c", _LIGHT_IMPORT + "weights.cache_root()"], env=env, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", _LIGHT_IMPORT + "weights.cache_root()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
     assert list(tmp_path.iterdir()) == []

@@ -16,12 +16,13 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from .dream import Dream, Judge
 from .models import resolve_device, resolve_dtype
-from .testing import random_biggan, random_clip
 from .render import render
 from .settings import DreamSettings
+from .testing import random_biggan, random_clip
 
 __all__ = ["BenchResult", "run_bench"]
 
@@ -101,7 +102,9 @@ def run_bench(
     with torch.inference_mode():
         prompt = clip.encode_text(["upside down tree"])
     judge = Judge(clip, prompt, torch.ones(1))
-    dream = Dream(biggan, [judge], seeds=list(range(batch)), cutouts=cutouts, augment=augment, cutout_batch=cutout_batch)
+    dream = Dream(
+        biggan, [judge], seeds=list(range(batch)), cutouts=cutouts, augment=augment, cutout_batch=cutout_batch
+    )
     gc.collect()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -149,7 +152,6 @@ def _matmul_rate(dev: torch.device, dtype: torch.dtype, n: int = 2048, repeats: 
 
 def _gflop(fn) -> float:
     """Matmul and convolution GFLOP of one call (forward and backward), as torch's flop counter counts them."""
-    from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         fn()

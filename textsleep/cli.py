@@ -6,6 +6,8 @@ Each group of commands lives in its own module under :mod:`textsleep.commands`.
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import typer
 from typer.core import TyperGroup
 
@@ -14,7 +16,9 @@ from .version import __version__
 __all__ = ["app", "main"]
 
 
-_ClickUsageError = typer.BadParameter.__bases__[0]  # (the command-line parser's own UsageError, whose subclass BadParameter is public)
+_ClickUsageError = typer.BadParameter.__bases__[
+    0
+]  # (the command-line parser's own UsageError, whose subclass BadParameter is public)
 
 
 class _UsageError(_ClickUsageError):
@@ -50,7 +54,7 @@ class _DreamByDefault(TyperGroup):
 app = typer.Typer(
     cls=_DreamByDefault,
     name="textsleep",
-    help="Text to image with BigGAN guided by CLIP.  textsleep \"upside down tree\" is short for textsleep dream \"…\".",
+    help='Text to image with BigGAN guided by CLIP.  textsleep "upside down tree" is short for textsleep dream "…".',
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -66,13 +70,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Text to image with BigGAN guided by CLIP.  textsleep "upside down tree" is short for textsleep dream "…"."""
 
 
 def _register() -> None:
-    from importlib import import_module
 
     for name in ("dream", "weights", "explore", "invert", "batch", "bench", "evaluate", "upscale", "ui"):
         try:

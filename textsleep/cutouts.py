@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from kornia.geometry.transform import get_perspective_transform
+from kornia.enhance import adjust_brightness, adjust_contrast, adjust_saturation
 from kornia.geometry import create_meshgrid
+from kornia.geometry.transform import get_perspective_transform
 
 __all__ = ["Cutouts", "Draw"]
 
@@ -67,7 +68,9 @@ class Cutouts:
             corners[flip] = corners[flip][:, [1, 0, 3, 2]]
             centred = corners - 0.5
             cos, sin = angle.cos()[:, None], angle.sin()[:, None]
-            rotated = torch.stack([centred[..., 0] * cos - centred[..., 1] * sin, centred[..., 0] * sin + centred[..., 1] * cos], -1)
+            rotated = torch.stack(
+                [centred[..., 0] * cos - centred[..., 1] * sin, centred[..., 0] * sin + centred[..., 1] * cos], -1
+            )
             corners = rotated + 0.5 + jitter
         else:
             corners = unit.expand(n, 4, 2)
@@ -79,7 +82,9 @@ class Cutouts:
         n, size = boxes.shape[0], self.size
         square = torch.tensor([[0.0, 0.0], [size - 1.0, 0.0], [size - 1.0, size - 1.0], [0.0, size - 1.0]])
         to_source = get_perspective_transform(square.expand(n, 4, 2).to(boxes), boxes)  # output pixel -> picture pixel
-        out_pixels = create_meshgrid(size, size, normalized_coordinates=False, device=boxes.device, dtype=boxes.dtype)[0]
+        out_pixels = create_meshgrid(size, size, normalized_coordinates=False, device=boxes.device, dtype=boxes.dtype)[
+            0
+        ]
         homogeneous = torch.cat([out_pixels, torch.ones_like(out_pixels[..., :1])], -1)
         src = torch.einsum("nij,yxj->nyxi", to_source, homogeneous)
         src = src[..., :2] / src[..., 2:]
@@ -92,6 +97,7 @@ class Cutouts:
         boxes = self.boxes(batch, height, width, generator)
         colour = None
         if self.augment == "strong":
+
             def uniform(low: float, high: float) -> torch.Tensor:
                 return torch.rand(n, generator=generator) * (high - low) + low
 
@@ -142,7 +148,6 @@ class Cutouts:
         return self.apply(images, self.draw(h, w, generator, b))
 
     def _colour_and_erase(self, cut: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
-        from kornia.enhance import adjust_brightness, adjust_contrast, adjust_saturation
 
         brightness, contrast, saturation, x0, y0 = params
         size = self.size

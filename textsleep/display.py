@@ -19,7 +19,10 @@ import sys
 import time
 from typing import Any
 
+from PIL import Image
+
 from .errors import UserError
+from .media import to_pil
 
 __all__ = ["DEFAULT_EVERY", "in_notebook", "notebook_hook", "NotebookDisplay", "DreamView", "ProgressView"]
 
@@ -71,11 +74,15 @@ class DreamView:
     """The current picture(s) with their captions and a headline: PNG, HTML and plain text for IPython."""
 
     def __init__(self, pictures: list, captions: list[str], headline: str, details: list[str] = ()) -> None:
-        self.pictures, self.captions, self.headline, self.details = list(pictures), list(captions), headline, list(details)
+        self.pictures, self.captions, self.headline, self.details = (
+            list(pictures),
+            list(captions),
+            headline,
+            list(details),
+        )
 
     def strip(self):
         """The pictures side by side on white, 4 px apart, as one PIL image."""
-        from PIL import Image
 
         pad = 4
         width = sum(p.width for p in self.pictures) + pad * (len(self.pictures) + 1)
@@ -150,7 +157,7 @@ class NotebookDisplay:
     # IPython is imported here only, once a kernel is known to run
     @staticmethod
     def _show(view):
-        from IPython.display import display
+        from IPython.display import display  # noqa: PLC0415 (an optional extra)
 
         return display(view, display_id=True)
 
@@ -183,7 +190,9 @@ class NotebookDisplay:
                 self._picture.update(self._view(imagine, done, scores, live=False, status=status))
         if status == "interrupted" and imagine.run_dir is not None:
             print(f"stopped at step {done}; saved to {imagine.run_dir}")
-            print(f"resume with: Imagine(resume={str(imagine.run_dir)!r})()   or   textsleep --resume {imagine.run_dir}")
+            print(
+                f"resume with: Imagine(resume={str(imagine.run_dir)!r})()   or   textsleep --resume {imagine.run_dir}"
+            )
         self._bar = self._picture = None
 
     # ------------------------------------------------------------------------------------------ views
@@ -202,7 +211,6 @@ class NotebookDisplay:
         return ProgressView(done, total, text, failed=status == "failed")
 
     def _view(self, imagine, done: int, scores, *, live: bool, status: str | None = None) -> DreamView:
-        from .media import to_pil
 
         s = imagine.settings
         images = imagine.dream.render(ema=True)

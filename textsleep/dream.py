@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 
 from . import losses
 from .cutouts import Cutouts
@@ -48,7 +49,6 @@ class Judge:
 
 def encode_prompts(clip: Clip, prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit embeddings (P, D) of text and image prompts, and their weights (P,)."""
-    from PIL import Image
 
     embeds = []
     with torch.inference_mode():
@@ -69,9 +69,17 @@ def score_images(judges: list[Judge], images: torch.Tensor) -> torch.Tensor:
     total = sum(j.weight for j in judges)
     score = torch.zeros(images.shape[0])
     for j in judges:
-        view = torch.nn.functional.interpolate(images.float(), size=j.clip.image_size, mode="bilinear", antialias=True, align_corners=False)
+        view = torch.nn.functional.interpolate(
+            images.float(), size=j.clip.image_size, mode="bilinear", antialias=True, align_corners=False
+        )
         embeds = j.clip.encode_image(view.to(j.clip.device))[:, None]
-        score += j.weight / total * losses.clip_similarity(embeds, j.prompt_embeds.to(j.clip.device), j.prompt_weights.to(j.clip.device)).float().cpu()
+        score += (
+            j.weight
+            / total
+            * losses.clip_similarity(embeds, j.prompt_embeds.to(j.clip.device), j.prompt_weights.to(j.clip.device))
+            .float()
+            .cpu()
+        )
     return score
 
 
@@ -115,7 +123,9 @@ class Dream:
         self.extra_loss = extra_loss  # optional f(images (B,3,H,W)) -> (B,) added to the loss, e.g. a pixel loss
         self.judges = judges
         self.device = judges[0].clip.device
-        self.aim([(j.prompt_embeds, j.prompt_weights) for j in judges])  # (clones: embeddings made under inference mode cannot join autograd)
+        self.aim(
+            [(j.prompt_embeds, j.prompt_weights) for j in judges]
+        )  # (clones: embeddings made under inference mode cannot join autograd)
         self.truncation, self.max_classes = truncation, max_classes
         self.seeds = list(seeds)
         self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
@@ -152,7 +162,9 @@ class Dream:
         )
 
     def aim(self, targets: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Aim at other prompts from the next step on: one (embeddings (P, D), weights (P,)) per judge (a story's next part)."""
+        """Aim at other prompts from the next step on: one (embeddings (P, D), weights (P,)) per judge (a story's next
+        part).
+        """
         for judge, (embeds, weights) in zip(self.judges, targets, strict=True):
             judge.prompt_embeds = embeds.to(judge.clip.device).clone()
             judge.prompt_weights = weights.to(judge.clip.device).clone()
@@ -198,13 +210,20 @@ class Dream:
             step = self.cutout_batch or b * cutouts.count
             for start in range(0, b * cutouts.count, step):
                 stop = min(start + step, b * cutouts.count)
-                cut = torch.cat([cutouts.apply(images[p : p + 1], draws[p], rows) for p, rows in _rows_by_picture(start, stop, cutouts.count)])
+                cut = torch.cat(
+                    [
+                        cutouts.apply(images[p : p + 1], draws[p], rows)
+                        for p, rows in _rows_by_picture(start, stop, cutouts.count)
+                    ]
+                )
                 embeds = judge.clip.encode_image(cut.to(judge.clip.device))
                 shares = [embeds.new_zeros(())] * b  # this batch's share of each picture's similarity
                 offset = 0
                 for p, rows in _rows_by_picture(start, stop, cutouts.count):
                     n = rows.stop - rows.start
-                    mean = losses.clip_similarity(embeds[None, offset : offset + n], judge.prompt_embeds, judge.prompt_weights)[0]
+                    mean = losses.clip_similarity(
+                        embeds[None, offset : offset + n], judge.prompt_embeds, judge.prompt_weights
+                    )[0]
                     shares[p] = mean * (judge.weight / total * n / cutouts.count)
                     offset += n
                 part = torch.stack(shares).to(self.device)

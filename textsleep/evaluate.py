@@ -17,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from . import outputs
-from .runs import RUN_FILES
+from .batch import plan_batch
 from .errors import UserError
+from .imagine import Imagine
+from .media import contact_sheet
 from .models import ModelCache
+from .runs import RUN_FILES
 
 __all__ = ["plan_eval", "EvalRow", "run_eval", "compare", "judge_score", "write_results"]
 
@@ -33,7 +37,6 @@ def plan_eval(prompt_file: str | Path, options: dict, seeds: list[int]) -> list:
     in ``textsleep batch``; a bad line is an error naming ``file:line`` (an eval
     that skips a prompt would not compare like with like).
     """
-    from .batch import plan_batch
 
     plan = plan_batch(prompt_file, options, seeds=seeds)
     if plan.invalid:
@@ -54,15 +57,14 @@ class EvalRow:
 @torch.inference_mode()
 def judge_score(judge, image: torch.Tensor, prompt: str) -> float:
     """Cosine similarity of a picture (3, H, W in [0, 1]) and a text under a CLIP model."""
-    view = torch.nn.functional.interpolate(image[None].float(), size=judge.image_size, mode="bilinear", antialias=True, align_corners=False)
+    view = torch.nn.functional.interpolate(
+        image[None].float(), size=judge.image_size, mode="bilinear", antialias=True, align_corners=False
+    )
     return float((judge.encode_image(view.to(judge.device)) @ judge.encode_text([prompt]).T).item())
 
 
 def run_eval(jobs: list, judge, *, out: Path, models: ModelCache | None = None) -> Iterator[EvalRow]:
     """Dream every job of :func:`plan_eval` and yield a scored row for each picture."""
-    from PIL import Image
-
-    from .imagine import Imagine
 
     models = models or ModelCache()
     for job in jobs:
@@ -72,7 +74,14 @@ def run_eval(jobs: list, judge, *, out: Path, models: ModelCache | None = None) 
         seconds = time.perf_counter() - start
         with Image.open(run_dir / RUN_FILES["image"]) as im:
             pixels = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
-        yield EvalRow(job.prompt, job.seed, judge_score(judge, pixels, job.prompt), imagine.final_score, round(seconds, 3), str(run_dir))
+        yield EvalRow(
+            job.prompt,
+            job.seed,
+            judge_score(judge, pixels, job.prompt),
+            imagine.final_score,
+            round(seconds, 3),
+            str(run_dir),
+        )
 
 
 def summary(rows: list[EvalRow]) -> dict:
@@ -89,9 +98,6 @@ def summary(rows: list[EvalRow]) -> dict:
 
 def write_results(rows: list[EvalRow], meta: dict, folder: Path) -> Path:
     """results.json (meta, rows, summary), results.csv and sheet.png (finals side by side) in ``folder``."""
-    from PIL import Image
-
-    from .media import contact_sheet
 
     data = {"meta": meta, "rows": [asdict(r) for r in rows], "summary": summary(rows)}
     outputs.write_json(folder / "results.json", data)
@@ -104,7 +110,9 @@ def write_results(rows: list[EvalRow], meta: dict, folder: Path) -> Path:
         with Image.open(Path(r.run_dir) / RUN_FILES["image"]) as im:
             images.append(im.convert("RGB"))
         captions.append(f"{r.judge_score:.3f} {r.prompt[:36]}")
-    outputs.save_png(contact_sheet(images, captions, cols=max(1, len(meta.get("seeds", [0])))), folder / "sheet.png", {"eval": meta})
+    outputs.save_png(
+        contact_sheet(images, captions, cols=max(1, len(meta.get("seeds", [0])))), folder / "sheet.png", {"eval": meta}
+    )
     return folder / "results.json"
 
 
@@ -141,6 +149,7 @@ def check_judge(judge_model: str, judge_pretrained: str, clip_specs) -> None:
     for spec in clip_specs:
         if spec.name == judge_model and spec.pretrained == judge_pretrained:
             warnings.warn(
-                f"the judge {judge_model} ({judge_pretrained}) is also an optimisation model: its score is the objective, not an independent measure",
+                f"the judge {judge_model} ({judge_pretrained}) is also an optimisation model: its score is the "
+                "objective, not an independent measure",
                 stacklevel=2,
             )

@@ -27,18 +27,41 @@ import torch
 
 from .errors import UserError
 from .latents import topk_classes, truncated_normal
+from .models import load_biggan, resolve_device, resolve_dtype
 from .render import num_latents, render
 from .settings import DreamSettings
 
 __all__ = [
     # BigGAN and points in its latent space
-    "load_generator", "Point", "unit_latents", "one_hot", "class_point", "run_point", "render_points",
+    "load_generator",
+    "Point",
+    "unit_latents",
+    "one_hot",
+    "class_point",
+    "run_point",
+    "render_points",
     # the walks
-    "sample_grid", "interpolate", "breed", "hallucinate", "zoom", "truncation_sweep", "loop",
+    "sample_grid",
+    "interpolate",
+    "breed",
+    "hallucinate",
+    "zoom",
+    "truncation_sweep",
+    "loop",
     # their latent arithmetic
-    "slerp", "mix", "hallucinate_latents", "zoom_latents", "loop_latents", "MODES", "SPACES",
+    "slerp",
+    "mix",
+    "hallucinate_latents",
+    "zoom_latents",
+    "loop_latents",
+    "MODES",
+    "SPACES",
     # their checks (UserError naming the option), to call before a model loads
-    "check_truncation", "check_mix", "check_ratio", "check_levels", "check_values",
+    "check_truncation",
+    "check_mix",
+    "check_ratio",
+    "check_levels",
+    "check_values",
 ]
 
 Z_DIM, NUM_CLASSES = 128, 1000
@@ -98,7 +121,9 @@ def run_point(biggan, saved: dict, source: str) -> Point:
     """
     z, logits = saved.get("z"), saved.get("logits")
     if not isinstance(z, torch.Tensor) or not isinstance(logits, torch.Tensor) or z.dim() != 2 or z.shape[-1] != Z_DIM:
-        raise UserError(f"{source!r}: its latents.pt holds no (L, 128) latents and class logits; is it a textsleep run folder?")
+        raise UserError(
+            f"{source!r}: its latents.pt holds no (L, 128) latents and class logits; is it a textsleep run folder?"
+        )
     want = num_latents(biggan)
     if z.shape[0] != want:
         made = saved.get("biggan") or f"biggan-deep-{_LATENTS_TO_SIZE.get(z.shape[0], '?')}"
@@ -109,7 +134,11 @@ def run_point(biggan, saved: dict, source: str) -> Point:
             f"(biggan-deep-{_LATENTS_TO_SIZE.get(want, '?')}); runs of different sizes cannot be mixed: {hint}"
         )
     max_classes = saved.get("max_classes")
-    classes = topk_classes(logits.float(), max_classes, saved.get("class_temperature", 2.0)) if max_classes else torch.sigmoid(logits.float())
+    classes = (
+        topk_classes(logits.float(), max_classes, saved.get("class_temperature", 2.0))
+        if max_classes
+        else torch.sigmoid(logits.float())
+    )
     truncation = check_truncation(float(saved.get("truncation", 1.0)), f"{source!r}: truncation")
     recipe = {"run": source, "seed": saved.get("seed"), "truncation": truncation, "biggan": saved.get("biggan")}
     return Point(z.float(), classes, truncation, recipe)
@@ -117,13 +146,15 @@ def run_point(biggan, saved: dict, source: str) -> Point:
 
 # ---------------------------------------------------------------------------------------------- rendering
 def load_generator(
-    size: int = DreamSettings.size, biggan: str | None = None, device: str = DreamSettings.device, precision: str = DreamSettings.precision
+    size: int = DreamSettings.size,
+    biggan: str | None = None,
+    device: str = DreamSettings.device,
+    precision: str = DreamSettings.precision,
 ):
     """The BigGAN-deep of ``size`` (or the one ``biggan`` names) on ``device`` at ``precision``, and its name.
 
     The options are checked as a dream's are (:class:`textsleep.settings.DreamSettings`).
     """
-    from .models import load_biggan, resolve_device, resolve_dtype
 
     name = DreamSettings(size=size, biggan=biggan, device=device, precision=precision).biggan_name
     dev = resolve_device(device)
@@ -219,7 +250,9 @@ def check_mix(mode: str, space: str) -> None:
         raise UserError(f"--space {space!r}: allowed are {', '.join(SPACES)}")
 
 
-def mix(a: Point, b: Point, t: torch.Tensor, mode: str = "linear", space: str = "both") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mix(
+    a: Point, b: Point, t: torch.Tensor, mode: str = "linear", space: str = "both"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Conditions between two points at weights ``t`` (N,): z (N, L, 128), classes (N, L, 1000), truncations (N,).
 
     ``space`` says what moves: ``both``, only the ``class`` vectors (z stays
@@ -259,7 +292,15 @@ def _interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
 
 
 def interpolate(
-    biggan, a: Point, b: Point, frames: int, *, mode: str = "linear", space: str = "both", loop: bool = False, batch: int = 8
+    biggan,
+    a: Point,
+    b: Point,
+    frames: int,
+    *,
+    mode: str = "linear",
+    space: str = "both",
+    loop: bool = False,
+    batch: int = 8,
 ) -> Iterator[torch.Tensor]:
     """Frames from A to B (and back with ``loop``), yielded ``batch`` at a time.
 
@@ -271,7 +312,9 @@ def interpolate(
     return _interpolated(biggan, a, b, _interpolation_weights(frames, loop), mode, space, batch)
 
 
-def _interpolated(biggan, a: Point, b: Point, weights: torch.Tensor, mode: str, space: str, batch: int) -> Iterator[torch.Tensor]:
+def _interpolated(
+    biggan, a: Point, b: Point, weights: torch.Tensor, mode: str, space: str, batch: int
+) -> Iterator[torch.Tensor]:
     for i in range(0, len(weights), batch):
         z, classes, truncs = mix(a, b, weights[i : i + batch], mode, space)
         points = [Point(z[k], classes[k], float(truncs[k])) for k in range(z.shape[0])]
@@ -286,7 +329,9 @@ def check_ratio(ratio: float) -> float:
     return float(ratio)
 
 
-def breed(biggan, a: int, b: int, ratios: Sequence[float], seeds: Sequence[int], truncation: float, batch: int = 8) -> torch.Tensor:
+def breed(
+    biggan, a: int, b: int, ratios: Sequence[float], seeds: Sequence[int], truncation: float, batch: int = 8
+) -> torch.Tensor:
     """Children of classes A and B: y = r·y_A + (1 − r)·y_B with the same z; one row per seed, one column per ratio."""
     check_truncation(truncation)
     if not ratios:
@@ -318,7 +363,9 @@ def hallucinate_latents(z: torch.Tensor, n: int, truncation: float, keep: float 
     return torch.where(z.abs() < keep * truncation, z[None].expand(n, -1), varied)
 
 
-def hallucinate(biggan, index: int, seed: int, n: int, truncation: float, keep: float = 0.5, batch: int = 8) -> torch.Tensor:
+def hallucinate(
+    biggan, index: int, seed: int, n: int, truncation: float, keep: float = 0.5, batch: int = 8
+) -> torch.Tensor:
     """The class's picture for the seed followed by ``n`` background hallucinations of it: (n + 1, 3, H, W)."""
     check_truncation(truncation)
     z0 = unit_latents(1, seed)[0] * truncation
@@ -419,4 +466,10 @@ def loop(biggan, index: int, seed: int, frames: int, truncation: float, batch: i
     z0, z1 = unit_latents(2, seed) * truncation
     zs = loop_latents(z0, z1, frames, truncation)
     L = num_latents(biggan)
-    return _render(biggan, zs[:, None].expand(frames, L, Z_DIM), one_hot(index, L).expand(frames, L, NUM_CLASSES), truncation, batch)
+    return _render(
+        biggan,
+        zs[:, None].expand(frames, L, Z_DIM),
+        one_hot(index, L).expand(frames, L, NUM_CLASSES),
+        truncation,
+        batch,
+    )

@@ -18,8 +18,11 @@ where its assumptions hold and leaves the model alone otherwise:
 
 from __future__ import annotations
 
+import open_clip
 import torch
 import torch.nn.functional as F
+from einops import rearrange
+from open_clip.transformer import Attention, CustomResidualAttentionBlock, QuickGELU
 from torch import nn
 
 __all__ = ["block_options", "speed_up"]
@@ -35,7 +38,6 @@ def block_options(name: str) -> dict:
     whose input projection then runs as a batched matmul over copies of the
     weight when gradients flow to the input: 2.5× slower on the CPU.
     """
-    import open_clip
 
     vision = dict((open_clip.get_model_config(name) or {}).get("vision_cfg") or {})
     if not vision or "timm_model_name" in vision or vision.get("block_type"):
@@ -69,7 +71,6 @@ class _PatchEmbed(nn.Module):
         self.bias = conv.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from einops import rearrange
 
         p = self.patch
         patches = rearrange(x, "b c (h p) (w q) -> b h w (c p q)", p=p, q=p)
@@ -107,7 +108,6 @@ def fold_quick_gelu(visual: nn.Module) -> int:
     ``x·σ(1.702x) = silu(1.702x) / 1.702``: ``c_fc`` is scaled by 1.702 and
     ``c_proj``'s weight by 1/1.702, so the MLP computes the same function.
     """
-    from open_clip.transformer import QuickGELU
 
     folded = 0
     for block in _blocks(visual):
@@ -115,7 +115,11 @@ def fold_quick_gelu(visual: nn.Module) -> int:
         if not isinstance(mlp, nn.Sequential) or not isinstance(getattr(mlp, "gelu", None), QuickGELU):
             continue
         fc, proj = getattr(mlp, "c_fc", None), getattr(mlp, "c_proj", None)
-        if not (isinstance(fc, nn.Linear) and isinstance(proj, nn.Linear) and isinstance(getattr(mlp, "ln", nn.Identity()), nn.Identity)):
+        if not (
+            isinstance(fc, nn.Linear)
+            and isinstance(proj, nn.Linear)
+            and isinstance(getattr(mlp, "ln", nn.Identity()), nn.Identity)
+        ):
             continue
         fc.weight.mul_(_QUICK_GELU)
         if fc.bias is not None:
@@ -129,7 +133,6 @@ def fold_quick_gelu(visual: nn.Module) -> int:
 # ---------------------------------------------------------------------------------------------- attention
 def _is_plain(attn: nn.Module) -> bool:
     """open_clip's Attention with none of its options on: softmax(q·kᵀ/√d)·v and the output projection."""
-    from open_clip.transformer import Attention
 
     return (
         isinstance(attn, Attention)
@@ -204,7 +207,6 @@ class _ClassTokenBlock(nn.Module):
 
 def last_block_for_class_token(visual: nn.Module) -> bool:
     """Replace the last block by :class:`_ClassTokenBlock` where the embedding reads only the class token."""
-    from open_clip.transformer import CustomResidualAttentionBlock
 
     blocks = _blocks(visual)
     if not blocks:

@@ -23,7 +23,13 @@ __all__ = ["write_gallery", "render_gallery", "GALLERY_FILE"]
 
 GALLERY_FILE = "index.html"
 _PICTURES = ("image.png", "contact_sheet.png")  # a several-picture run has a contact sheet instead
-_LINKS = (("image.png", "full image"), ("contact_sheet.png", "contact sheet"), ("best.png", "best"), ("run.json", "run.json"), ("progress.mp4", "progress.mp4"))
+_LINKS = (
+    ("image.png", "full image"),
+    ("contact_sheet.png", "contact sheet"),
+    ("best.png", "best"),
+    ("run.json", "run.json"),
+    ("progress.mp4", "progress.mp4"),
+)
 _REFRESH_SECONDS = 60
 
 _STYLE = """
@@ -43,14 +49,17 @@ figcaption { padding: .6rem .75rem .75rem; }
 .prompt { margin: 0 0 .3rem; font-weight: 600; overflow-wrap: anywhere; }
 .meta, .links { margin: 0; color: var(--dim); font-size: .85rem; }
 .links a { color: inherit; }
-.status { display: inline-block; padding: 0 .4rem; border-radius: 4px; font-size: .8rem; color: #fff; background: #888; }
+.status { display: inline-block; padding: 0 .4rem; border-radius: 4px; font-size: .8rem;
+  color: #fff; background: #888; }
 .finished .status { background: #2e7d32; } .failed .status { background: #c62828; }
 .running .status { background: #1565c0; } .interrupted .status { background: #ef6c00; }
 .error { margin: .3rem 0 0; color: #c62828; font-size: .85rem; overflow-wrap: anywhere; }
 """
 
 
-def write_gallery(batch_dir: str | os.PathLike, records: list[dict[str, Any]], *, title: str = "batch", note: str = "") -> Path:
+def write_gallery(
+    batch_dir: str | os.PathLike, records: list[dict[str, Any]], *, title: str = "batch", note: str = ""
+) -> Path:
     """Write ``batch_dir/index.html`` for job records (in the order given); returns its path."""
     batch_dir = Path(batch_dir)
     path = batch_dir / GALLERY_FILE

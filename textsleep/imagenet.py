@@ -12,6 +12,8 @@ import difflib
 import re
 from functools import lru_cache
 
+from open_clip import IMAGENET_CLASSNAMES
+
 from .errors import UserError
 
 __all__ = ["NUM_CLASSES", "class_names", "resolve_class", "search_classes", "class_label"]
@@ -25,7 +27,6 @@ _NUMBER = re.compile(r"^[+-]?\d+$")
 @lru_cache(maxsize=1)
 def class_names() -> tuple[str, ...]:
     """The 1000 class names in index order."""
-    from open_clip import IMAGENET_CLASSNAMES
 
     names = tuple(IMAGENET_CLASSNAMES)
     if len(names) != NUM_CLASSES:
@@ -63,7 +64,9 @@ def resolve_class(spec: str | int) -> int:
         index = _check_index(int(label["index"]), spec)
         name = label["name"]
         if name and name != _lowered()[index]:
-            raise UserError(f"class {spec!r}: {index} is {class_names()[index]!r}, not {name!r}; give the index or the name alone")
+            raise UserError(
+                f"class {spec!r}: {index} is {class_names()[index]!r}, not {name!r}; give the index or the name alone"
+            )
         return index
     if _NUMBER.match(text):
         return _check_index(int(text), spec)
@@ -116,5 +119,9 @@ def _by_name(text: str, spec: object) -> int:
         fix = "give the index" if exact else "give the index or the full name"
         raise UserError(f"class {spec!r} matches several: {shown}{more}; {fix}")
     close = _closest(text, 5)
-    hint = f"closest: {', '.join(class_label(i) for i in close)}" if close else f"allowed: an index 0..{NUM_CLASSES - 1} or an ImageNet class name"
+    hint = (
+        f"closest: {', '.join(class_label(i) for i in close)}"
+        if close
+        else f"allowed: an index 0..{NUM_CLASSES - 1} or an ImageNet class name"
+    )
     raise UserError(f"unknown class {spec!r}; {hint}")

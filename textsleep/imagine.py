@@ -20,16 +20,20 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from .display import notebook_hook
 from .dream import Dream, Judge, Step, encode_prompts
 from .errors import UserError
+from .media import to_pil
 from .models import ModelCache, resolve_device, resolve_dtype
 from .prompts import parse_story, story_parts
 from .runs import RUN_FILES, RunFolder
 from .settings import DreamSettings
 from .starts import choose_start
+from .upscale import check_upscale, upscale_run
 from .version import __version__
 
 __all__ = ["Imagine", "DreamFailed"]
@@ -40,7 +44,9 @@ PATIENCE_MARGIN = 1e-3  # a step's CLIP score counts as better than the best so 
 
 
 class DreamFailed(UserError):
-    """The dream could not go on (its numbers became NaN or infinite); the last saved picture and checkpoint are kept."""
+    """The dream could not go on (its numbers became NaN or infinite); the last saved picture and
+    checkpoint are kept.
+    """
 
 
 Hook = Callable[["Imagine", Step], Any]
@@ -94,8 +100,6 @@ class Imagine:
             settings = settings.replace(seed=secrets.randbelow(2**31))
         self.settings = settings
         if settings.upscale:  # (fails now, not after a long dream, when the upscaler cannot be had)
-            from .upscale import check_upscale
-
             check_upscale(settings.upscale)
         self.story = parse_story(settings.text, settings.images, settings.negatives)
         self.story_texts = story_parts(settings.text)
@@ -141,7 +145,10 @@ class Imagine:
         for _, clip in clips:
             for p in (p for part in self.story for p in part):
                 if p.kind == "text" and clip.too_long(p.value):
-                    warnings.warn(f"prompt {p.value[:40]!r}… is longer than CLIP's {clip.context_length} tokens and was cut off", stacklevel=2)
+                    warnings.warn(
+                        f"prompt {p.value[:40]!r}… is longer than CLIP's {clip.context_length} tokens and was cut off",
+                        stacklevel=2,
+                    )
         self._targets = [[encode_prompts(clip, part) for _, clip in clips] for part in self.story]
         judges = [Judge(clip, *self._targets[0][i], spec.weight) for i, (spec, clip) in enumerate(clips)]
         dream = Dream.from_settings(biggan, judges, s)
@@ -196,7 +203,8 @@ class Imagine:
         s = self.settings
         if step == 1 and self._checkpoint is None:
             return (
-                f"{what}: the generator {s.biggan_name!r} makes non-finite pictures from the start; its file may be broken "
+                f"{what}: the generator {s.biggan_name!r} makes non-finite pictures from the start; its file may be "
+                "broken "
                 "or not a trained BigGAN (try --precision fp32, or another --biggan)"
             )
         kept = f"; the last saved picture and checkpoint are kept in {self.run_dir}" if self.run_dir else ""
@@ -208,7 +216,6 @@ class Imagine:
 
     def images(self, ema: bool = True) -> list:
         """The current pictures as PIL images (one per seed)."""
-        from .media import to_pil
 
         return [to_pil(im) for im in self.prepare().render(ema)]
 
@@ -235,7 +242,9 @@ class Imagine:
         """
         s = self.settings
         with ExitStack() as held:
-            held.callback(setattr, self, "_stop_requested", False)  # (a stop asked for before the loop begins still counts)
+            held.callback(
+                setattr, self, "_stop_requested", False
+            )  # (a stop asked for before the loop begins still counts)
             if self.folder is not None:
                 held.enter_context(self.folder.lock())  # before loading models: a second writer is refused at once
             dream = self.prepare()
@@ -302,13 +311,10 @@ class Imagine:
             if s.keep == "best":
                 self.folder.keep_only(dirs, max(range(len(dirs)), key=lambda b: self.final_scores[b]))
         if s.upscale:
-            from .upscale import upscale_run
-
             upscale_run(self.run_dir, s.upscale, device=str(self.device))
 
     def save(self, status: str = "running") -> Path:
         """Write the current pictures, the best ones so far, the latents, the checkpoint and the records."""
-        from .media import to_pil
 
         s, dream = self.settings, self.prepare()
         images = dream.render(ema=True)
@@ -344,12 +350,24 @@ class Imagine:
         if len(self.story) == 1:
             return None
         part = self.part(max(step - 1, 0))
-        return {"part": part + 1, "of": len(self.story_texts), "target": self.story_texts[part], "change_every": self.settings.change_every}
+        return {
+            "part": part + 1,
+            "of": len(self.story_texts),
+            "target": self.story_texts[part],
+            "change_every": self.settings.change_every,
+        }
 
     def _png_text(self, b: int, step: int, score: float) -> dict[str, Any]:
         s = self.settings
         settings = s.replace(seed=s.seeds[b], num_images=1).to_dict() if s.num_images > 1 else s.to_dict()
-        meta = {"prompt": s.text, "seed": str(s.seeds[b]), "step": str(step), "clip_score": f"{score:.5f}", "settings": settings, "software": f"textsleep {__version__}"}
+        meta = {
+            "prompt": s.text,
+            "seed": str(s.seeds[b]),
+            "step": str(step),
+            "clip_score": f"{score:.5f}",
+            "settings": settings,
+            "software": f"textsleep {__version__}",
+        }
         story = self._story_at(step)
         if story:
             meta["story"] = story
@@ -377,7 +395,9 @@ class Imagine:
             "dtype": str(getattr(self, "dtype", "")).replace("torch.", ""),
             "versions": _versions(),
             "steps_done": steps,
-            "stopped_early": {"step": self.stopped_early, "patience": s.patience, "margin": PATIENCE_MARGIN} if self.stopped_early else None,
+            "stopped_early": {"step": self.stopped_early, "patience": s.patience, "margin": PATIENCE_MARGIN}
+            if self.stopped_early
+            else None,
             "story": self._story_record(steps),
             "final_score": best_of(self.final_scores),
             "best_score": best_of(self.best_scores),
@@ -393,12 +413,24 @@ class Imagine:
         }
         if several:
             record["images"] = [
-                {"seed": seed, "folder": folder.name, "final_score": self.final_scores[b], "best_score": self.best_scores[b]}
+                {
+                    "seed": seed,
+                    "folder": folder.name,
+                    "final_score": self.final_scores[b],
+                    "best_score": self.best_scores[b],
+                }
                 for b, (seed, folder) in enumerate(zip(s.seeds, self.image_dirs()))
             ]
             for b, folder in enumerate(self.image_dirs()):
                 if folder.exists():
-                    one = {**record, "seed": s.seeds[b], "seeds": [s.seeds[b]], "final_score": self.final_scores[b], "best_score": self.best_scores[b], "best_step": self.best_steps[b]}
+                    one = {
+                        **record,
+                        "seed": s.seeds[b],
+                        "seeds": [s.seeds[b]],
+                        "final_score": self.final_scores[b],
+                        "best_score": self.best_scores[b],
+                        "best_step": self.best_steps[b],
+                    }
                     one["batch"] = {"folder": "..", "index": b}
                     one.pop("images", None)
                     self.folder.write_record(one, folder)
@@ -408,7 +440,9 @@ class Imagine:
         if len(self.story) == 1:
             return None
         every = self.settings.change_every
-        schedule = [{"part": i + 1, "target": part, "from_step": i * every + 1} for i, part in enumerate(self.story_texts)]
+        schedule = [
+            {"part": i + 1, "target": part, "from_step": i * every + 1} for i, part in enumerate(self.story_texts)
+        ]
         return {"parts": schedule, "change_every": every, "at_saved_step": self._story_at(steps)}
 
 
@@ -416,13 +450,11 @@ def _notebook_hook(every: int | None):
     """The live picture in a Jupyter/Colab notebook (None elsewhere, or when turned off)."""
     if every == 0:
         return None
-    from .display import notebook_hook
 
     return notebook_hook(every)
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
     for name in ("torch", "open-clip-torch", "pytorch-pretrained-biggan", "kornia"):

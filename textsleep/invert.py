@@ -12,9 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
+from .dream import Dream, Judge
 from .errors import UserError
 from .explore import check_truncation, load_generator
+from .imagenet import class_names
+from .media import centre_square, to_pil
+from .models import load_clip, resolve_device, resolve_dtype
+from .outputs import save_png
+from .runs import RUN_FILES, RunFolder
+from .settings import DreamSettings
+from .starts import best_starts, rank_classes
 from .version import __version__
 
 __all__ = ["load_photo", "pixel_loss", "invert", "invert_photo"]
@@ -25,9 +35,6 @@ _TARGET = "target.png"  # the photo as the inversion compared it, beside the run
 
 def load_photo(path: str | Path, size: int) -> torch.Tensor:
     """A photo's centre square at ``size``×``size``: (1, 3, size, size) in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
-
-    from .media import centre_square
 
     try:
         with Image.open(path) as im:
@@ -35,12 +42,13 @@ def load_photo(path: str | Path, size: int) -> torch.Tensor:
     except FileNotFoundError:
         raise UserError(f"photo {str(path)!r}: no such file") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise UserError(f"photo {str(path)!r}: not an image PIL can read ({err.__class__.__name__}); give a PNG, JPEG or WebP") from None
+        raise UserError(
+            f"photo {str(path)!r}: not an image PIL can read ({err.__class__.__name__}); give a PNG, JPEG or WebP"
+        ) from None
 
 
 def pixel_loss(images: torch.Tensor, target: torch.Tensor, size: int = 32) -> torch.Tensor:
     """Mean squared difference of the pictures and the target, both shrunk to ``size`` px (area average): (B,)."""
-    import torch.nn.functional as F
 
     small = F.adaptive_avg_pool2d(images.float(), size)
     goal = F.adaptive_avg_pool2d(target.float().to(images.device), size)
@@ -80,9 +88,6 @@ def invert(
     target.  Returns the dream and a record of its start; drive it with
     ``dream.steps(n)``; ``dream.render()`` and ``dream.ema`` give the result.
     """
-    import torch.nn.functional as F
-
-    from .dream import Dream, Judge
 
     check_truncation(truncation)
     _check(pixel_weight, pixel_size, candidates)
@@ -112,11 +117,11 @@ def invert(
 
 def _best_start(dream, goal: torch.Tensor, k: int, truncation: float, pixel_size: int) -> dict:
     """Start ``dream`` from the best of ``k`` one-class starts, by pixel loss; returns how it chose."""
-    from .imagenet import class_names
-    from .starts import best_starts, rank_classes
 
     classes = rank_classes(dream.judges[0], class_names(), top=k)
-    return best_starts(dream, classes, k, truncation, score=lambda images: -pixel_loss(images, goal, pixel_size).cpu())[0]
+    return best_starts(dream, classes, k, truncation, score=lambda images: -pixel_loss(images, goal, pixel_size).cpu())[
+        0
+    ]
 
 
 def invert_photo(
@@ -135,8 +140,6 @@ def invert_photo(
     holds ``image.png``, ``latents.pt``, ``run.json`` and ``target.png`` (the photo
     as compared).  ``on_step(step)`` is called after every step.
     """
-    from .models import load_clip, resolve_device, resolve_dtype
-    from .settings import DreamSettings
 
     s = DreamSettings(images=(str(photo),), ema_decay=0.99, **{**_DEFAULTS, **options})
     clips = s.clips()
@@ -152,23 +155,36 @@ def invert_photo(
     clip = load_clip(clip_spec.name, clip_spec.pretrained, device).to(device, resolve_dtype(s.precision, device))
     started = time.perf_counter()
     dream, start = invert(
-        model, clip, goal, seed=s.seed, truncation=s.truncation, lr=s.lr, cutouts=s.cutouts, pixel_weight=pixel_weight, pixel_size=pixel_size, candidates=candidates
+        model,
+        clip,
+        goal,
+        seed=s.seed,
+        truncation=s.truncation,
+        lr=s.lr,
+        cutouts=s.cutouts,
+        pixel_weight=pixel_weight,
+        pixel_size=pixel_size,
+        candidates=candidates,
     )
     first = float(pixel_loss(dream.render(), goal, pixel_size)[0])
     for step in dream.steps(s.iterations):
         if on_step is not None:
             on_step(step)
     recipe = dict(command="invert", biggan=name, photo=str(photo), iterations=s.iterations, lr=s.lr, cutouts=s.cutouts)
-    recipe.update(pixel_weight=pixel_weight, pixel_size=pixel_size, candidates=candidates, seed=s.seed, truncation=s.truncation)
-    recipe.update(clip_model=clip_spec.name, clip_pretrained=clip_spec.pretrained, start=start, software=f"textsleep {__version__}")
+    recipe.update(
+        pixel_weight=pixel_weight, pixel_size=pixel_size, candidates=candidates, seed=s.seed, truncation=s.truncation
+    )
+    recipe.update(
+        clip_model=clip_spec.name,
+        clip_pretrained=clip_spec.pretrained,
+        start=start,
+        software=f"textsleep {__version__}",
+    )
     return _save_run(dream, goal, s, recipe, first, time.perf_counter() - started, Path(photo).stem)
 
 
 def _save_run(dream, goal: torch.Tensor, settings, recipe: dict, first: float, seconds: float, stem: str) -> Path:
     """The run folder: image.png, latents.pt and run.json as a dream leaves them, plus target.png."""
-    from .media import to_pil
-    from .outputs import save_png
-    from .runs import RUN_FILES, RunFolder
 
     images = dream.render(ema=True)
     final = float(pixel_loss(images, goal, recipe["pixel_size"])[0])
@@ -188,7 +204,14 @@ def _save_run(dream, goal: torch.Tensor, settings, recipe: dict, first: float, s
         "step": dream.step_count,
     }
     folder.save_latents(latents)
-    meta = {"prompt": "", "photo": recipe["photo"], "seed": str(seed), "step": str(dream.step_count), "clip_score": f"{score:.5f}", "recipe": recipe}
+    meta = {
+        "prompt": "",
+        "photo": recipe["photo"],
+        "seed": str(seed),
+        "step": str(dream.step_count),
+        "clip_score": f"{score:.5f}",
+        "recipe": recipe,
+    }
     folder.save_picture(to_pil(images[0]), meta)
     save_png(to_pil(goal[0]), folder.path / _TARGET, {"photo": recipe["photo"]})
     record = {
@@ -200,11 +223,19 @@ def _save_run(dream, goal: torch.Tensor, settings, recipe: dict, first: float, s
         "seeds": [seed],
         "settings": settings.to_dict(),
         "invert": recipe,
-        "models": {"biggan": biggan, "clip": [{"name": recipe["clip_model"], "pretrained": recipe["clip_pretrained"], "weight": 1.0}]},
+        "models": {
+            "biggan": biggan,
+            "clip": [{"name": recipe["clip_model"], "pretrained": recipe["clip_pretrained"], "weight": 1.0}],
+        },
         "steps_done": dream.step_count,
         "final_score": score,
         "seconds": round(seconds, 3),
-        "files": {"image": RUN_FILES["image"], "target": _TARGET, "record": RUN_FILES["record"], "latents": RUN_FILES["latents"]},
+        "files": {
+            "image": RUN_FILES["image"],
+            "target": _TARGET,
+            "record": RUN_FILES["record"],
+            "latents": RUN_FILES["latents"],
+        },
     }
     folder.write_record(record)
     return folder.path

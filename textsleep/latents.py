@@ -14,7 +14,9 @@ from torch import nn
 __all__ = ["Latents", "EMA", "truncated_normal", "topk_classes"]
 
 
-def truncated_normal(shape: tuple[int, ...], generator: torch.Generator | None = None, bound: float = 2.0) -> torch.Tensor:
+def truncated_normal(
+    shape: tuple[int, ...], generator: torch.Generator | None = None, bound: float = 2.0
+) -> torch.Tensor:
     """Standard normal values kept within ``±bound`` (resampled, not clipped)."""
     return nn.init.trunc_normal_(torch.empty(shape), a=-bound, b=bound, generator=generator)
 
@@ -98,7 +100,11 @@ class EMA:
         return {k: v / correction for k, v in self.biased.items()}
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "steps": self.steps, "biased": {k: v.detach().cpu() for k, v in self.biased.items()}}
+        return {
+            "decay": self.decay,
+            "steps": self.steps,
+            "biased": {k: v.detach().cpu() for k, v in self.biased.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.decay, self.steps = state["decay"], state["steps"]

@@ -11,15 +11,29 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+import imageio.v2 as imageio
 import numpy as np
 import torch
+from einops import rearrange
+from PIL import GifImagePlugin, Image, ImageDraw, ImageFont
+from torch.nn.functional import pad as pad_
 
 from .errors import UserError
+from .outputs import temp_beside
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["VIDEO_SUFFIXES", "to_uint8", "to_pil", "centre_square", "make_grid", "VideoWriter", "read_video", "contact_sheet"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "to_uint8",
+    "to_pil",
+    "centre_square",
+    "make_grid",
+    "VideoWriter",
+    "read_video",
+    "contact_sheet",
+]
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 _GIF_MAX_FPS = 50.0  # GIF delays are whole hundredths of a second; browsers slow anything under 2 down
@@ -36,7 +50,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def to_pil(image: torch.Tensor) -> Image.Image:
     """One picture, (3, H, W) or (1, 3, H, W), as an RGB PIL image."""
-    from PIL import Image
 
     if image.dim() == 4:
         if image.shape[0] != 1:
@@ -47,7 +60,6 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 def centre_square(image: Image.Image, size: int) -> torch.Tensor:
     """A PIL image's centre square, resized (bicubic) to (1, 3, size, size) in [0, 1] (RGB whatever the mode)."""
-    from PIL import Image
 
     image = image.convert("RGB")
     side = min(image.size)
@@ -63,8 +75,6 @@ def make_grid(images: torch.Tensor, *, cols: int | None = None, pad: int = 4, pa
     result is on the CPU, shaped (3, rows·H + (rows+1)·pad, cols·W + (cols+1)·pad);
     empty cells in the last row are ``pad_value``.
     """
-    from einops import rearrange
-    from torch.nn.functional import pad as pad_
 
     if images.dim() == 3:
         images = images[None]
@@ -105,7 +115,10 @@ class VideoWriter:
         self.path = Path(path)
         self.suffix = self.path.suffix.lower()
         if self.suffix not in VIDEO_SUFFIXES:
-            raise UserError(f"{str(self.path)!r}: unknown animation type {self.suffix or '(none)'!r}; allowed: {', '.join(VIDEO_SUFFIXES)}")
+            raise UserError(
+                f"{str(self.path)!r}: unknown animation type {self.suffix or '(none)'!r}; allowed: "
+                f"{', '.join(VIDEO_SUFFIXES)}"
+            )
         if not fps > 0:
             raise UserError(f"fps {fps}: must be more than 0")
         if self.suffix == ".gif" and fps > _GIF_MAX_FPS:
@@ -139,7 +152,10 @@ class VideoWriter:
             self._size = size
             self._open()
         elif size != self._size:
-            raise ValueError(f"{self.path}: frame size {size[1]}x{size[0]} differs from the first frame's {self._size[1]}x{self._size[0]}")
+            raise ValueError(
+                f"{self.path}: frame size {size[1]}x{size[0]} differs from the first frame's "
+                f"{self._size[1]}x{self._size[0]}"
+            )
         for frame in batch:
             if self._gif is not None:
                 self._gif_frame(frame)
@@ -173,20 +189,22 @@ class VideoWriter:
                 self._tmp = None
 
     def _open(self) -> None:
-        from .outputs import temp_beside
 
         self._tmp = temp_beside(self.path, self.suffix)
         if self.suffix == ".gif":
             self._gif = open(self._tmp, "wb")
         else:
-            import imageio.v2 as imageio
-
             self._mp4 = imageio.get_writer(
-                self._tmp, format="FFMPEG", fps=self.fps, codec="libx264", quality=8, macro_block_size=1, pixelformat="yuv420p"
+                self._tmp,
+                format="FFMPEG",
+                fps=self.fps,
+                codec="libx264",
+                quality=8,
+                macro_block_size=1,
+                pixelformat="yuv420p",
             )
 
     def _gif_frame(self, frame: np.ndarray) -> None:
-        from PIL import GifImagePlugin, Image
 
         image = Image.fromarray(frame).convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
         if self._count == 0:
@@ -207,7 +225,6 @@ def _even(frame: np.ndarray) -> np.ndarray:
 
 def read_video(path: str | os.PathLike) -> np.ndarray:
     """All frames of a GIF or MP4 as (T, H, W, 3) uint8."""
-    import imageio.v2 as imageio
 
     reader = imageio.get_reader(str(path))
     try:
@@ -230,10 +247,12 @@ def contact_sheet(
     cols·(thumb+pad)+pad wide and rows·(thumb+16+pad)+pad high; captions too
     long for a cell end in "...".
     """
-    from PIL import Image, ImageDraw, ImageFont
 
     if not images or len(images) != len(captions):
-        raise ValueError(f"contact_sheet needs one caption per picture and at least one picture, got {len(images)} and {len(captions)}")
+        raise ValueError(
+            f"contact_sheet needs one caption per picture and at least one picture, got {len(images)} and "
+            f"{len(captions)}"
+        )
     if cols is not None and cols < 1:
         raise ValueError(f"cols must be at least 1, got {cols}")
     cols = min(cols or math.ceil(math.sqrt(len(images))), len(images))

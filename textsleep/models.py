@@ -15,10 +15,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import open_clip
 import torch
+from huggingface_hub import constants, try_to_load_from_cache
+from pytorch_pretrained_biggan import BigGAN, BigGANConfig
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from . import weights
 from .errors import UserError, one_line
 from .fastclip import block_options, speed_up
+from .weights import hub_problem
 
 __all__ = [
     "Clip",
@@ -97,18 +103,16 @@ def _cpu_has_fast_bf16() -> bool:
 # ---------------------------------------------------------------------------------------------- BigGAN
 def biggan_config(size: int, channel_width: int = 128):
     """The BigGAN-deep architecture of a given output size (``channel_width`` 128 is the released one)."""
-    from pytorch_pretrained_biggan import BigGANConfig
 
     if size not in _LAYERS:
         raise UserError(f"--size {size!r}: allowed sizes are {', '.join(map(str, _LAYERS))}")
-    return BigGANConfig(output_dim=size, channel_width=channel_width, layers=list(_LAYERS[size]), attention_layer_position=8)
+    return BigGANConfig(
+        output_dim=size, channel_width=channel_width, layers=list(_LAYERS[size]), attention_layer_position=8
+    )
 
 
 def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progress: bool = True):
     """Load a BigGAN-deep from a shortcut name, a local folder or a URL (see :mod:`textsleep.weights`)."""
-    from pytorch_pretrained_biggan import BigGAN, BigGANConfig
-
-    from . import weights
 
     folder = weights.biggan_dir(name_or_path, progress=progress)
     config_file, weights_file = folder / "config.json", folder / "pytorch_model.bin"
@@ -120,7 +124,9 @@ def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progre
     try:
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
-        raise UserError(f"{weights_file}: cannot be read as a PyTorch checkpoint ({one_line(err, 300, named=False)})") from None
+        raise UserError(
+            f"{weights_file}: cannot be read as a PyTorch checkpoint ({one_line(err, 300, named=False)})"
+        ) from None
     if not isinstance(state, dict):
         raise UserError(f"{weights_file}: holds a {type(state).__name__}, not a state dict")
     try:
@@ -179,7 +185,6 @@ class Clip:
         x = ((images - mean) / std).to(self.dtype)
         if x.device.type == "cpu":
             # for CLIP's short sequences (50 tokens) the plain attention kernel beats the fused one on the CPU
-            from torch.nn.attention import SDPBackend, sdpa_kernel
 
             with sdpa_kernel([SDPBackend.MATH]):
                 return torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1)
@@ -199,7 +204,6 @@ class Clip:
 
 def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") -> Clip:
     """Load an open_clip model by name (or JSON config path) with a pretrained tag or a checkpoint file."""
-    import open_clip
 
     name = clip_name(name)
     quick_gelu = pretrained == "openai" and "quickgelu" not in name.lower()
@@ -217,14 +221,17 @@ def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") ->
         tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
         source = _cached_clip_file(tag_cfg) or _ensure_hub_reachable(name, pretrained) or pretrained
     try:
-        model = open_clip.create_model(name, pretrained=source, force_quick_gelu=quick_gelu, device=device, **block_options(name))
+        model = open_clip.create_model(
+            name, pretrained=source, force_quick_gelu=quick_gelu, device=device, **block_options(name)
+        )
     except (RuntimeError, OSError, ValueError, KeyError) as err:
-        raise UserError(f"could not load CLIP {name} weights {pretrained!r}: {one_line(err, 300, named=False)}") from None
+        raise UserError(
+            f"could not load CLIP {name} weights {pretrained!r}: {one_line(err, 300, named=False)}"
+        ) from None
     return wrap_clip(name, pretrained, model, tag_cfg)
 
 
 def wrap_clip(name: str, pretrained: str, model, tag_cfg: dict | None = None) -> Clip:
-    import open_clip
 
     model.eval().requires_grad_(False)
     speed_up(model)
@@ -246,7 +253,6 @@ def wrap_clip(name: str, pretrained: str, model, tag_cfg: dict | None = None) ->
 
 def clip_name(name: str) -> str:
     """Validate an open_clip model name; a path to a JSON config registers it first."""
-    import open_clip
 
     path = Path(name).expanduser()
     if path.suffix == ".json":
@@ -259,11 +265,12 @@ def clip_name(name: str) -> str:
         return name
     close = difflib.get_close_matches(name, known, n=6, cutoff=0.5)
     hint = f"closest: {', '.join(close)}" if close else f"known models include {', '.join(known[:8])}, …"
-    raise UserError(f"--clip-model {name!r} is not an open_clip model; {hint} ({len(known)} in all, or a path to a JSON config)")
+    raise UserError(
+        f"--clip-model {name!r} is not an open_clip model; {hint} ({len(known)} in all, or a path to a JSON config)"
+    )
 
 
 def _tags(name: str) -> list[str]:
-    import open_clip
 
     return list(open_clip.list_pretrained_tags_by_model(name))
 
@@ -278,7 +285,6 @@ def _hub_location(cfg: dict) -> tuple[str, str] | None:
 
 def _cached_clip_file(cfg: dict) -> str | None:
     """The checkpoint of a pretrained tag from the Hugging Face cache, without any network."""
-    from huggingface_hub import try_to_load_from_cache
 
     loc = _hub_location(cfg)
     if loc is None:
@@ -294,7 +300,6 @@ def _cached_clip_file(cfg: dict) -> str | None:
 
 def clip_cached(name: str, pretrained: str) -> bool:
     """Whether a pretrained tag's checkpoint is in the Hugging Face cache (no network used)."""
-    import open_clip
 
     try:
         name = clip_name(name)
@@ -306,15 +311,14 @@ def clip_cached(name: str, pretrained: str) -> bool:
 
 def _ensure_hub_reachable(name: str, tag: str) -> None:
     """Fail in seconds, not minutes, when the weights are not cached and the hub cannot be reached."""
-    from huggingface_hub import constants
-
-    from .weights import hub_problem
 
     problem = hub_problem()
     if problem:
         raise UserError(
-            f"cannot get CLIP {name} weights {tag!r} ({problem}); they are not in the Hugging Face cache ({constants.HF_HUB_CACHE}); "
-            "download them where there is network (`textsleep download`) and copy that cache here (or set HF_HOME to it), "
+            f"cannot get CLIP {name} weights {tag!r} ({problem}); they are not in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}); "
+            "download them where there is network (`textsleep download`) and copy that cache here (or set HF_HOME to "
+            "it), "
             "or pass a local checkpoint with --clip-pretrained FILE"
         )
     return None

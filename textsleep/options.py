@@ -31,7 +31,9 @@ def _parser() -> _Parser:
         if opt.kind is bool:
             parser.add_argument(*opt.flags, dest=opt.name, action=argparse.BooleanOptionalAction, default=None)
         elif opt.multiple:
-            parser.add_argument(*opt.flags, dest=opt.name, type=opt.kind, action="append", default=None, metavar="VALUE")
+            parser.add_argument(
+                *opt.flags, dest=opt.name, type=opt.kind, action="append", default=None, metavar="VALUE"
+            )
         else:
             parser.add_argument(*opt.flags, dest=opt.name, type=opt.kind, default=None, metavar="VALUE")
     return parser

@@ -17,10 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from .errors import UserError
 
-__all__ = ["atomic_write", "slugify", "save_png", "read_png_text", "write_text", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "temp_beside", "WriteError"]
+__all__ = [
+    "atomic_write",
+    "slugify",
+    "save_png",
+    "read_png_text",
+    "write_text",
+    "write_json",
+    "read_json",
+    "save_checkpoint",
+    "load_checkpoint",
+    "temp_beside",
+    "WriteError",
+]
 
 _MAX_SLUG = 60
 
@@ -56,7 +70,9 @@ def atomic_write(path: Path, write) -> None:
     except Exception as err:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise WriteError(f"{path}: cannot be written ({_cause(err)}); what was saved there before is unchanged") from None
+        raise WriteError(
+            f"{path}: cannot be written ({_cause(err)}); what was saved there before is unchanged"
+        ) from None
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -83,7 +99,6 @@ def _umask() -> int:
 
 def save_png(image, path: str | os.PathLike, text: dict[str, Any] | None = None) -> Path:
     """Save a PIL image as PNG with text metadata (values that are not strings are stored as JSON)."""
-    from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     for key, value in (text or {}).items():
@@ -93,7 +108,6 @@ def save_png(image, path: str | os.PathLike, text: dict[str, Any] | None = None)
 
 
 def read_png_text(path: str | os.PathLike) -> dict[str, str]:
-    from PIL import Image
 
     with Image.open(path) as im:
         return dict(im.text)
@@ -120,7 +134,10 @@ def read_json(path: str | os.PathLike) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not readable JSON ({err.__class__.__name__} at {getattr(err, 'pos', '?')}); the file is damaged or cut short") from None
+        raise UserError(
+            f"{path}: not readable JSON ({err.__class__.__name__} at {getattr(err, 'pos', '?')}); the file is "
+            "damaged or cut short"
+        ) from None
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
@@ -138,4 +155,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise UserError(f"{path}: no checkpoint there (it is written at every save)") from None
     except Exception as err:
-        raise UserError(f"{path}: the checkpoint cannot be read ({err.__class__.__name__}); the file is damaged or cut short") from None
+        raise UserError(
+            f"{path}: the checkpoint cannot be read ({err.__class__.__name__}); the file is damaged or cut short"
+        ) from None

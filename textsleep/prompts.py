@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 from .errors import UserError
 
 __all__ = ["Prompt", "parse_prompts", "parse_story", "story_parts", "parse_weighted"]
@@ -42,19 +44,21 @@ def parse_weighted(item: str, *, kind: str = "text") -> Prompt:
             raise UserError(f"prompt {item!r}: weight {raw!r} is not a number (write 'text:2' or 'text:-1')")
         item, weight = match["body"].strip(), float(raw)
     if not item:
-        raise UserError(f"empty {kind} prompt; give some words, e.g. \"upside down tree\"")
+        raise UserError(f'empty {kind} prompt; give some words, e.g. "upside down tree"')
     if weight == 0:
         raise UserError(f"prompt {item!r}: weight 0 would ignore it; use a positive or negative number")
     return Prompt(item, weight, kind)
 
 
-def parse_prompts(text: str = "", images: tuple[str, ...] | list[str] = (), negatives: tuple[str, ...] | list[str] = ()) -> list[Prompt]:
+def parse_prompts(
+    text: str = "", images: tuple[str, ...] | list[str] = (), negatives: tuple[str, ...] | list[str] = ()
+) -> list[Prompt]:
     """All prompts of a dream, validated.  At least one must pull towards something."""
     prompts: list[Prompt] = []
     if text.strip():
         prompts += [parse_weighted(part) for part in text.split("|")]
     elif text or not images:
-        raise UserError("empty prompt; give some words, e.g. textsleep \"upside down tree\"")
+        raise UserError('empty prompt; give some words, e.g. textsleep "upside down tree"')
     for neg in negatives:
         p = parse_weighted(neg)
         prompts.append(Prompt(p.value, -abs(p.weight), "text"))
@@ -74,17 +78,21 @@ def story_parts(text: str) -> list[str]:
     parts = [part.strip() for part in text.split("^")]
     for i, part in enumerate(parts, start=1):
         if not part:
-            raise UserError(f"story {text!r}: part {i} is empty; write the parts between '^', e.g. \"a quiet forest ^ a burning forest\"")
+            raise UserError(
+                f"story {text!r}: part {i} is empty; write the parts between '^', e.g. \"a quiet forest ^ a burning "
+                'forest"'
+            )
     return parts
 
 
-def parse_story(text: str = "", images: tuple[str, ...] | list[str] = (), negatives: tuple[str, ...] | list[str] = ()) -> list[list[Prompt]]:
+def parse_story(
+    text: str = "", images: tuple[str, ...] | list[str] = (), negatives: tuple[str, ...] | list[str] = ()
+) -> list[list[Prompt]]:
     """The prompts of each part of a story (one part for a plain prompt), validated."""
     return [parse_prompts(part, images, negatives) for part in story_parts(text)]
 
 
 def _check_image(path: str) -> None:
-    from PIL import Image, UnidentifiedImageError
 
     file = Path(path).expanduser()
     if not file.is_file():

@@ -23,12 +23,12 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pytorch_pretrained_biggan.model import GenBlock
 
 __all__ = ["num_latents", "render", "affine_relu"]
 
 
 def _blocks(biggan):
-    from pytorch_pretrained_biggan.model import GenBlock
 
     return [isinstance(layer, GenBlock) for layer in biggan.generator.layers]
 
@@ -111,7 +111,9 @@ def _statistics(bn, truncation: float) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, var
 
 
-def _bn_relu(bn, x: torch.Tensor, truncation: float, cond: torch.Tensor | None = None, *, inplace: bool = False) -> torch.Tensor:
+def _bn_relu(
+    bn, x: torch.Tensor, truncation: float, cond: torch.Tensor | None = None, *, inplace: bool = False
+) -> torch.Tensor:
     """relu(bn(x)) as one affine map: a = weight / sqrt(var + eps), b = bias - mean · a."""
     mean, var = _statistics(bn, truncation)
     inv_std = torch.rsqrt(var + bn.eps)

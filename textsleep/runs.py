@@ -25,8 +25,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from filelock import FileLock, Timeout
+from PIL import Image
+
 from . import outputs
 from .errors import UserError
+from .media import VideoWriter, contact_sheet
 
 __all__ = ["RunFolder", "RUN_FILES", "read_record"]
 
@@ -80,7 +86,9 @@ class RunFolder:
             except FileExistsError:
                 continue
             except OSError as err:
-                raise UserError(f"--out {str(parent)!r}: cannot create a run folder there ({err.strerror or err})") from None
+                raise UserError(
+                    f"--out {str(parent)!r}: cannot create a run folder there ({err.strerror or err})"
+                ) from None
         raise UserError(f"--out {str(parent)!r}: too many runs named {slug!r} already")
 
     @classmethod
@@ -105,14 +113,14 @@ class RunFolder:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder for this process while it dreams; refuse (one line) if another process holds it."""
-        from filelock import FileLock, Timeout
 
         lock = FileLock(self.path / _LOCK, timeout=0)
         try:
             lock.acquire()
         except Timeout:
             raise UserError(
-                f"{self.path}: another textsleep process is dreaming into this run folder; wait until it ends, or stop it first"
+                f"{self.path}: another textsleep process is dreaming into this run folder; wait until it ends, or "
+                "stop it first"
             ) from None
         try:
             yield
@@ -131,7 +139,15 @@ class RunFolder:
         """The path of one of the files in RUN_FILES (in a picture's sub-folder when ``sub`` is given)."""
         return (sub or self.path) / RUN_FILES[kind]
 
-    def save_picture(self, image, meta: dict[str, Any], *, sub: Path | None = None, kind: str = "image", progress_step: int | None = None) -> Path:
+    def save_picture(
+        self,
+        image,
+        meta: dict[str, Any],
+        *,
+        sub: Path | None = None,
+        kind: str = "image",
+        progress_step: int | None = None,
+    ) -> Path:
         """Save a PIL picture as ``image.png`` (or ``best.png``) with its metadata; also in progress/ when asked."""
         path = outputs.save_png(image, self.file(kind, sub), meta)
         if progress_step is not None:
@@ -161,9 +177,6 @@ class RunFolder:
     # ---------------------------------------------------------------------------------------------- at the end
     def write_contact_sheet(self, dirs: list[Path], captions: list[str], meta: dict[str, Any]) -> Path:
         """All pictures' ``image.png`` side by side, captioned."""
-        from PIL import Image
-
-        from .media import contact_sheet
 
         pictures = []
         for folder in dirs:
@@ -179,11 +192,6 @@ class RunFolder:
 
     def write_video(self, sub: Path | None = None, fps: float = 8) -> Path:
         """``progress.mp4`` from the pictures kept in ``progress/``."""
-        import numpy as np
-        import torch
-        from PIL import Image
-
-        from .media import VideoWriter
 
         frames = sorted(self.file("progress", sub).glob("*.png"))
         path = self.file("video", sub)

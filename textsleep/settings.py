@@ -25,7 +25,20 @@ from typing import Any
 from .errors import UserError
 from .prompts import story_parts
 
-__all__ = ["DreamSettings", "ClipSpec", "Option", "options", "RESUMABLE", "RUN_ONLY", "SIZES", "DEVICES", "AUGMENTS", "PRECISIONS", "KEEP", "UPSCALES"]
+__all__ = [
+    "DreamSettings",
+    "ClipSpec",
+    "Option",
+    "options",
+    "RESUMABLE",
+    "RUN_ONLY",
+    "SIZES",
+    "DEVICES",
+    "AUGMENTS",
+    "PRECISIONS",
+    "KEEP",
+    "UPSCALES",
+]
 
 SIZES = (128, 256, 512)
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -35,52 +48,88 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UPSCALES = (2, 4)
 
 
-def _knob(default: Any, help: str, *, flag: str | None = None, short: str | None = None, resume: bool = False, identity: bool = True, show: str | None = None, cli: bool = True):
+def _knob(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    resume: bool = False,
+    identity: bool = True,
+    show: str | None = None,
+    cli: bool = True,
+):
     """A settings field with its metadata (see the module docstring)."""
-    meta = {"help": help, "flag": flag, "short": short, "resume": resume, "identity": identity, "show": show, "cli": cli}
+    meta = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "resume": resume,
+        "identity": identity,
+        "show": show,
+        "cli": cli,
+    }
     return field(default=default, metadata=meta)
 
 
 @dataclass
 class DreamSettings:
-    # --- what to dream ---------------------------------------------------------------------------------------------------
-    text: str = _knob("", "What to dream: 'a|b' for several prompts, 'text:2' to weight one, 'text:-1' to push away; 'a ^ b' for a story.", cli=False)
+    # --- what to dream ------------------------------------------------------------------------------------------------
+    text: str = _knob(
+        "",
+        "What to dream: 'a|b' for several prompts, 'text:2' to weight one, 'text:-1' to push away; 'a ^ b' for a "
+        "story.",
+        cli=False,
+    )
     images: tuple[str, ...] = _knob((), "Image prompt PATH[:weight] (repeatable).", flag="--image")
     negatives: tuple[str, ...] = _knob((), "Text to move away from (repeatable).", flag="--negative")
     change_every: int | None = _knob(None, "With a story ('a ^ b ^ c'): move on to the next part every N steps.")
-    # --- how long and how hard -------------------------------------------------------------------------------------------
+    # --- how long and how hard ----------------------------------------------------------------------------------------
     iterations: int = _knob(1000, "Optimisation steps.", short="-i", resume=True)
     patience: int | None = _knob(None, "Stop when the best CLIP score has not improved for N steps.", resume=True)
     lr: float = _knob(0.07, "Learning rate.")
     cutouts: int = _knob(128, "Random crops CLIP sees per step.")
     augment: str = _knob("light", "Cutout augmentations: none, light or strong.")
     seed: int | None = _knob(None, "Random seed (random when omitted; always recorded).", show="random")
-    # --- the generator ---------------------------------------------------------------------------------------------------
+    # --- the generator ------------------------------------------------------------------------------------------------
     size: int = _knob(512, "BigGAN-deep model: 128, 256 or 512.")
-    biggan: str | None = _knob(None, "BigGAN shortcut name, folder (pytorch_model.bin + config.json) or URL of one.", show="biggan-deep-SIZE")
+    biggan: str | None = _knob(
+        None, "BigGAN shortcut name, folder (pytorch_model.bin + config.json) or URL of one.", show="biggan-deep-SIZE"
+    )
     truncation: float = _knob(1.0, "BigGAN truncation, 0 < t <= 1; latents stay within ±2t.")
     max_classes: int | None = _knob(None, "Keep only the top-k ImageNet classes (differentiable top-k).")
     class_temperature: float = _knob(2.0, "Temperature of that top-k.")
     ema_decay: float = _knob(0.99, "Moving-average decay of the parameters (saved images use the average).")
-    # --- where the picture starts ----------------------------------------------------------------------------------------
+    # --- where the picture starts -------------------------------------------------------------------------------------
     init_candidates: int = _knob(1, "Render K random starts and begin from the one CLIP likes best.")
     init_class: str | None = _knob(None, "Start from this ImageNet class (index, name or '971) bubble').")
     init: str | None = _knob(None, "Start from a finished run folder's latents.")
     num_images: int = _knob(1, "Pictures dreamt at once (seeds seed, seed+1, …), each in its own sub-folder.")
     keep: str = _knob("all", "With several pictures: keep all, or only the best.", resume=True)
-    # --- the judges ------------------------------------------------------------------------------------------------------
-    clip_model: tuple[str, ...] = _knob(("ViT-B-32",), "open_clip model name or JSON config path; repeat for an ensemble, NAME:weight to weight one.")
-    clip_pretrained: tuple[str, ...] = _knob(("openai",), "open_clip pretrained tag or checkpoint file (once for all models, or once per model).")
-    # --- where and how it runs -------------------------------------------------------------------------------------------
+    # --- the judges ---------------------------------------------------------------------------------------------------
+    clip_model: tuple[str, ...] = _knob(
+        ("ViT-B-32",), "open_clip model name or JSON config path; repeat for an ensemble, NAME:weight to weight one."
+    )
+    clip_pretrained: tuple[str, ...] = _knob(
+        ("openai",), "open_clip pretrained tag or checkpoint file (once for all models, or once per model)."
+    )
+    # --- where and how it runs ----------------------------------------------------------------------------------------
     device: str = _knob("auto", "auto, cpu, cuda, cuda:N or mps.", resume=True, identity=False)
     precision: str = _knob("auto", "auto, fp32, bf16 or fp16.")
-    cutout_batch: int = _knob(32, "Cutouts CLIP encodes at once (caps memory; same picture).", resume=True, identity=False)
-    # --- what is written -------------------------------------------------------------------------------------------------
+    cutout_batch: int = _knob(
+        32, "Cutouts CLIP encodes at once (caps memory; same picture).", resume=True, identity=False
+    )
+    # --- what is written ----------------------------------------------------------------------------------------------
     out: str = _knob("outputs", "Folder for run folders.", short="-o", resume=True, identity=False)
     save_every: int = _knob(100, "Save picture and checkpoint every N steps.", resume=True, identity=False)
     save_progress: bool = _knob(False, "Keep every saved picture in progress/.", resume=True, identity=False)
     video: bool = _knob(False, "Write progress.mp4 of the saved pictures at the end.", resume=True, identity=False)
-    upscale: int | None = _knob(None, "Also write image_x2.png or image_x4.png, upscaled, beside image.png at the end.", resume=True, identity=False)
+    upscale: int | None = _knob(
+        None,
+        "Also write image_x2.png or image_x4.png, upscaled, beside image.png at the end.",
+        resume=True,
+        identity=False,
+    )
 
     def __post_init__(self) -> None:
         self.images = _tuple(self.images)
@@ -95,7 +144,8 @@ class DreamSettings:
         pretrained = self.clip_pretrained
         if len(pretrained) not in (1, len(self.clip_model)):
             raise UserError(
-                f"--clip-pretrained given {len(pretrained)} times for {len(self.clip_model)} --clip-model; give it once (for all) or once per model"
+                f"--clip-pretrained given {len(pretrained)} times for {len(self.clip_model)} --clip-model; give it "
+                "once (for all) or once per model"
             )
         specs = []
         for i, item in enumerate(self.clip_model):
@@ -121,7 +171,9 @@ class DreamSettings:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DreamSettings":
@@ -137,7 +189,9 @@ class DreamSettings:
         given = DreamSettings.from_dict({**saved, **changes}).to_dict()  # (normalised: lists, checked values)
         bad = sorted(k for k in changes if k not in RESUMABLE and given[k] != saved[k])
         if bad:
-            raise UserError(f"--resume: {', '.join(bad)} cannot change when resuming (only {', '.join(sorted(RESUMABLE))} can)")
+            raise UserError(
+                f"--resume: {', '.join(bad)} cannot change when resuming (only {', '.join(sorted(RESUMABLE))} can)"
+            )
         return DreamSettings.from_dict({**saved, **{k: given[k] for k in changes}})
 
 
@@ -225,11 +279,17 @@ def _check(s: DreamSettings) -> None:
     need(s.lr > 0, f"--lr {s.lr!r}: must be > 0")
     need(s.size in SIZES, f"--size {s.size!r}: allowed sizes are {', '.join(map(str, SIZES))}")
     need(0 < s.truncation <= 1, f"--truncation {s.truncation!r}: must be in (0, 1]")
-    need(s.max_classes is None or 1 <= s.max_classes <= 1000, f"--max-classes {s.max_classes!r}: must be between 1 and 1000")
+    need(
+        s.max_classes is None or 1 <= s.max_classes <= 1000,
+        f"--max-classes {s.max_classes!r}: must be between 1 and 1000",
+    )
     need(s.class_temperature > 0, f"--class-temperature {s.class_temperature!r}: must be > 0")
     need(0 <= s.ema_decay < 1, f"--ema-decay {s.ema_decay!r}: must be in [0, 1)")
     need(whole(s.save_every, 1), f"--save-every {s.save_every!r}: must be a whole number >= 1")
-    need(s.device.split(":")[0] in DEVICES, f"--device {s.device!r}: allowed are {', '.join(DEVICES)} (cuda:N also works)")
+    need(
+        s.device.split(":")[0] in DEVICES,
+        f"--device {s.device!r}: allowed are {', '.join(DEVICES)} (cuda:N also works)",
+    )
     need(s.precision in PRECISIONS, f"--precision {s.precision!r}: allowed are {', '.join(PRECISIONS)}")
     need(s.augment in AUGMENTS, f"--augment {s.augment!r}: allowed are {', '.join(AUGMENTS)}")
     need(s.seed is None or (whole(s.seed, 0) and s.seed < 2**63), f"--seed {s.seed!r}: must be a whole number >= 0")
@@ -238,8 +298,20 @@ def _check(s: DreamSettings) -> None:
     need(whole(s.init_candidates, 1), f"--init-candidates {s.init_candidates!r}: must be a whole number >= 1")
     need(whole(s.num_images, 1), f"--num-images {s.num_images!r}: must be a whole number >= 1")
     need(s.keep in KEEP, f"--keep {s.keep!r}: allowed are {', '.join(KEEP)}")
-    need(s.patience is None or whole(s.patience, 1), f"--patience {s.patience!r}: must be a whole number >= 1 (steps without a better score)")
-    need(s.change_every is None or whole(s.change_every, 1), f"--change-every {s.change_every!r}: must be a whole number >= 1 (steps per part of a story)")
+    need(
+        s.patience is None or whole(s.patience, 1),
+        f"--patience {s.patience!r}: must be a whole number >= 1 (steps without a better score)",
+    )
+    need(
+        s.change_every is None or whole(s.change_every, 1),
+        f"--change-every {s.change_every!r}: must be a whole number >= 1 (steps per part of a story)",
+    )
     story = len(story_parts(s.text)) > 1
-    need(not story or s.change_every is not None, f"story {s.text!r}: give --change-every N, the steps spent on each part")
-    need(s.upscale is None or s.upscale in UPSCALES, f"--upscale {s.upscale!r}: allowed are {', '.join(map(str, UPSCALES))}")
+    need(
+        not story or s.change_every is not None,
+        f"story {s.text!r}: give --change-every N, the steps spent on each part",
+    )
+    need(
+        s.upscale is None or s.upscale in UPSCALES,
+        f"--upscale {s.upscale!r}: allowed are {', '.join(map(str, UPSCALES))}",
+    )

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import torch
 
+from .dream import score_images
 from .errors import UserError
+from .imagenet import class_names, resolve_class
 from .latents import truncated_normal
+from .render import num_latents, render
 from .runs import RUN_FILES
 
 __all__ = ["choose_start", "best_starts", "best_of_k", "rank_classes", "load_latents"]
@@ -69,7 +72,13 @@ def best_of_k(
         images = render_fn(zs[i : i + micro_batch], logits[i : i + micro_batch])
         scores += [float(s) for s in score_fn(images)]
     best = max(range(k), key=scores.__getitem__)
-    record = {"candidates": k, "scores": [round(s, 5) for s in scores], "classes": picked, "chosen": best, "chosen_class": picked[best]}
+    record = {
+        "candidates": k,
+        "scores": [round(s, 5) for s in scores],
+        "classes": picked,
+        "chosen": best,
+        "chosen_class": picked[best],
+    }
     return Start(zs[best].clone(), logits[best].clone(), record)
 
 
@@ -78,7 +87,10 @@ def load_latents(folder: str | Path) -> dict:
     folder = Path(folder).expanduser()
     file = folder / RUN_FILES["latents"] if folder.is_dir() else folder
     if not file.is_file():
-        raise UserError(f"{str(folder)!r}: not a run folder with saved latents (no {RUN_FILES['latents']}); finish or save a dream there first")
+        raise UserError(
+            f"{str(folder)!r}: not a run folder with saved latents (no {RUN_FILES['latents']}); finish or save a "
+            "dream there first"
+        )
     try:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -87,8 +99,9 @@ def load_latents(folder: str | Path) -> dict:
 
 
 def choose_start(dream, settings) -> list[dict]:
-    """Set a new dream's starting point as the settings ask (another run, a class, the best of K); returns how it was chosen."""
-    from .render import num_latents
+    """Set a new dream's starting point as the settings ask (another run, a class, the best of K); returns how it was
+    chosen.
+    """
 
     s = settings
     n_lat = num_latents(dream.biggan)
@@ -103,7 +116,6 @@ def choose_start(dream, settings) -> list[dict]:
         return [{"init": str(s.init)}]
     if s.init_candidates == 1 and s.init_class is None:
         return []
-    from .imagenet import class_names, resolve_class
 
     if s.init_class is not None:
         classes = [resolve_class(s.init_class)]
@@ -121,14 +133,14 @@ def best_starts(dream, classes: list[int], k: int, truncation: float, score=None
     ``score(images)`` ranks a batch of candidates (higher is better); by default
     the dream's own CLIP judges score them against its prompts.
     """
-    from .dream import score_images
-    from .render import num_latents, render
 
     score = score or (lambda images: score_images(dream.judges, images))
     starts, record = [], []
     for seed in dream.seeds:
         start = best_of_k(
-            lambda z, logits: render(dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), truncation),
+            lambda z, logits: render(
+                dream.biggan, z.to(dream.device), dream.latents.classes_from(logits.to(dream.device)), truncation
+            ),
             score,
             k=k,
             num_latents=num_latents(dream.biggan),

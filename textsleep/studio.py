@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .batch import BatchFolder, batch_status
 from .errors import UserError
+from .imagine import Imagine
+from .media import make_grid, to_pil
+from .models import ModelCache
+from .runs import RUN_FILES, read_record
+from .settings import RUN_ONLY, DreamSettings
 
 __all__ = ["Update", "Studio", "list_runs", "list_batches", "batch_summary", "caption", "table_cell"]
 
@@ -41,7 +47,6 @@ class Update:
 
 def _strip(imagine):
     """The current picture(s) of a dream, side by side, as one PIL image."""
-    from .media import make_grid, to_pil
 
     images = imagine.dream.render(ema=True)
     return to_pil(images[0] if images.shape[0] == 1 else make_grid(images, cols=images.shape[0]))
@@ -61,7 +66,9 @@ class _Relay:
         self.inbox.put(("step", step, picture))
 
     def close(self, imagine, status: str) -> None:
-        picture = _strip(imagine) if status != "failed" and imagine.dream is not None and imagine.dream.step_count else None
+        picture = (
+            _strip(imagine) if status != "failed" and imagine.dream is not None and imagine.dream.step_count else None
+        )
         self.inbox.put(("closed", status, picture))
 
 
@@ -74,8 +81,6 @@ class Studio:
     """
 
     def __init__(self, defaults: dict[str, Any] | None = None, *, models=None, preview_seconds: float = 1.0) -> None:
-        from .models import ModelCache
-        from .settings import DreamSettings
 
         self.given = dict(defaults or {})
         self.defaults = DreamSettings.from_dict(self.given)  # bad options fail before a page exists
@@ -114,7 +119,14 @@ class Studio:
             running[2].join()
 
     # ------------------------------------------------------------------------------------------ dreaming
-    def dream(self, text: str = "", options: dict[str, Any] | None = None, *, resume: str | Path | None = None, session: str = "") -> Iterator[Update]:
+    def dream(
+        self,
+        text: str = "",
+        options: dict[str, Any] | None = None,
+        *,
+        resume: str | Path | None = None,
+        session: str = "",
+    ) -> Iterator[Update]:
         """Dream ``text`` with these options (or continue the run folder ``resume``), yielding page updates.
 
         Mistakes come back as one final Update with ``error`` set and the same
@@ -138,8 +150,6 @@ class Studio:
             yield from self._follow(session, imagine, inbox)
 
     def _imagine(self, text: str, options: dict[str, Any], resume):
-        from .imagine import Imagine
-        from .settings import RUN_ONLY
 
         inbox: queue.Queue = queue.Queue()
         hook = _Relay(inbox, self.preview_seconds)
@@ -163,7 +173,9 @@ class Studio:
                 result["error"] = f"error: {err}"
             except BaseException as err:  # a fault, not a mistake: one line on the page, the traceback in the log
                 _log.exception("the dream failed")
-                result["error"] = f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+                result["error"] = f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(
+                    ": "
+                )
             finally:
                 inbox.put(("finished", None, None))
 
@@ -187,7 +199,12 @@ class Studio:
                 status = next((value for kind, value, _ in items if kind == "closed"), status)
                 ended = any(kind == "finished" for kind, _, _ in items)
                 if not ended:
-                    yield Update(self._line(imagine, step), picture if fresh else None, step.index if step else 0, imagine.run_dir)
+                    yield Update(
+                        self._line(imagine, step),
+                        picture if fresh else None,
+                        step.index if step else 0,
+                        imagine.run_dir,
+                    )
         finally:
             if worker.is_alive():  # the page went away: stop (and save) before giving the models to the next dream
                 imagine.stop()
@@ -201,7 +218,10 @@ class Studio:
         score = imagine.final_score
         facts = f"CLIP score {score:.3f} · " if score is not None else ""
         if status == "interrupted":
-            text = f"stopped at step {done}/{s.iterations} · {facts}saved to {imagine.run_dir} (open it under Runs to continue)"
+            text = (
+                f"stopped at step {done}/{s.iterations} · {facts}saved to {imagine.run_dir} "
+                "(open it under Runs to continue)"
+            )
         else:
             text = f"finished: step {done}/{s.iterations} · {facts}saved to {imagine.run_dir}"
         yield Update(text, picture if fresh else None, done, imagine.run_dir, done=True)
@@ -217,7 +237,6 @@ class Studio:
 
 # ---------------------------------------------------------------------------------------------- what is on disk
 def _first_picture(folder: Path) -> Path | None:
-    from .runs import RUN_FILES
 
     for kind in ("image", "sheet"):
         if (folder / RUN_FILES[kind]).is_file():
@@ -227,7 +246,6 @@ def _first_picture(folder: Path) -> Path | None:
 
 def list_runs(out: str | Path) -> list[dict[str, Any]]:
     """The run folders directly under ``out``, newest first, with what their run.json says."""
-    from .runs import RUN_FILES, read_record
 
     found = []
     for record_file in Path(out).expanduser().glob(f"*/{RUN_FILES['record']}"):
@@ -239,11 +257,20 @@ def list_runs(out: str | Path) -> list[dict[str, Any]]:
             continue  # gone, or not ours
         if not isinstance(record, dict) or "batch" in record or not isinstance(record.get("settings"), dict):
             continue  # a picture's sub-folder of a several-picture run, or not a run
-        found.append(dict(
-            folder=folder, picture=_first_picture(folder), prompt=record.get("prompt") or "", seed=record.get("seed"),
-            score=record.get("final_score"), status=record.get("status", "?"), steps_done=int(record.get("steps_done") or 0),
-            iterations=int(record["settings"].get("iterations") or 0), settings=record["settings"], mtime=mtime,
-        ))  # fmt: skip
+        found.append(
+            dict(
+                folder=folder,
+                picture=_first_picture(folder),
+                prompt=record.get("prompt") or "",
+                seed=record.get("seed"),
+                score=record.get("final_score"),
+                status=record.get("status", "?"),
+                steps_done=int(record.get("steps_done") or 0),
+                iterations=int(record["settings"].get("iterations") or 0),
+                settings=record["settings"],
+                mtime=mtime,
+            )
+        )
     found.sort(key=lambda r: r["mtime"], reverse=True)
     return found
 
@@ -256,7 +283,6 @@ def caption(run: dict[str, Any]) -> str:
 
 def list_batches(out: str | Path) -> list[str]:
     """Batch folders under ``out`` (and ``out`` itself when it is one), newest first."""
-    from .batch import BatchFolder
 
     out = Path(out).expanduser()
     found = [p for p in [out, *out.glob("*/")] if BatchFolder(p).meta_file.is_file()]
@@ -269,15 +295,19 @@ def table_cell(text: Any) -> str:
 
 def batch_summary(path: str | Path) -> str:
     """A batch folder's progress as Markdown: counts, time left, one row per job."""
-    from .batch import batch_status
 
     if not str(path or "").strip():
         raise UserError("give a batch folder (the --out of a textsleep batch run)")
     status = batch_status(path)
     p = status.progress
-    lines = [f"**{table_cell(status.folder)}** ({table_cell(status.prompt_file)}): {p.total} jobs · {p.finished} finished · {p.failed} failed · {p.running} running · {p.waiting} waiting"]
+    lines = [
+        f"**{table_cell(status.folder)}** ({table_cell(status.prompt_file)}): {p.total} jobs · {p.finished} finished "
+        f"· {p.failed} failed · {p.running} running · {p.waiting} waiting"
+    ]
     if p.eta_seconds is not None and p.remaining_steps:
-        lines.append(f"about {p.eta_seconds / 60:.0f} min left ({p.remaining_steps} steps at {p.seconds_per_step:.2f} s a step)")
+        lines.append(
+            f"about {p.eta_seconds / 60:.0f} min left ({p.remaining_steps} steps at {p.seconds_per_step:.2f} s a step)"
+        )
     lines += ["", "| status | score | steps | seed | prompt |", "|---|---|---|---|---|"]
     for r in status.records:
         score = f"{r['final_score']:.3f}" if isinstance(r.get("final_score"), (int, float)) else "-"

@@ -12,19 +12,21 @@ import json
 import sys
 from pathlib import Path
 
+import open_clip
 import torch
+from pytorch_pretrained_biggan import BigGAN
 
 from .fastclip import block_options
 from .models import Clip, biggan_config, clip_name, prepare_biggan, wrap_clip
 
 __all__ = ["random_biggan", "random_clip", "write_biggan", "write_clip", "TINY_CLIP_CONFIG"]
 
+
 def random_biggan(size: int = 512, channel_width: int = 128, seed: int = 0, *, prepare: bool = True):
     """A BigGAN-deep of the real class with random weights (for tests and benchmarks).
 
     ``prepare=False`` returns it as a checkpoint would hold it (spectral norm not yet baked in).
     """
-    from pytorch_pretrained_biggan import BigGAN
 
     torch.manual_seed(seed)
     model = BigGAN(biggan_config(size, channel_width))
@@ -43,7 +45,6 @@ def random_biggan(size: int = 512, channel_width: int = 128, seed: int = 0, *, p
 
 def random_clip(name: str = "ViT-B-32", seed: int = 0) -> Clip:
     """A CLIP of the real class with random weights (for tests and benchmarks)."""
-    import open_clip
 
     name = clip_name(name)
     torch.manual_seed(seed)
@@ -68,9 +69,10 @@ def write_biggan(folder: Path, size: int = 128, channel_width: int = 4, seed: in
     return folder
 
 
-def write_clip(folder: Path, name: str = "textsleep-tiny-clip", config: dict | None = None, seed: int = 0) -> tuple[Path, Path]:
+def write_clip(
+    folder: Path, name: str = "textsleep-tiny-clip", config: dict | None = None, seed: int = 0
+) -> tuple[Path, Path]:
     """An open_clip JSON config (``folder/NAME.json``) and a checkpoint of it (``folder/NAME.pt``)."""
-    import open_clip
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,10 +96,16 @@ def main(argv: list[str]) -> None:
         write_biggan(out / f"biggan-deep-{size}", size, 128 if full else 4)
     if full:
         _, weights = write_clip(out, "ViT-B-32")
-        print(f"textsleep 'upside down tree' --biggan {out}/biggan-deep-512 --clip-model ViT-B-32 --clip-pretrained {weights}")
+        print(
+            f"textsleep 'upside down tree' --biggan {out}/biggan-deep-512 --clip-model ViT-B-32 --clip-pretrained "
+            f"{weights}"
+        )
     else:
         config, weights = write_clip(out)
-        print(f"textsleep 'upside down tree' --biggan {out}/biggan-deep-128 --clip-model {config} --clip-pretrained {weights}")
+        print(
+            f"textsleep 'upside down tree' --biggan {out}/biggan-deep-128 --clip-model {config} --clip-pretrained "
+            f"{weights}"
+        )
 
 
 if __name__ == "__main__":

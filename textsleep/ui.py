@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .settings import AUGMENTS, SIZES
 from .studio import Studio, batch_summary, caption, list_batches, list_runs, table_cell
 
 __all__ = ["Studio", "require_gradio", "build_app", "serve", "Page"]
 
 
-
 def require_gradio():
     """Gradio, or a one-line error naming the extra that installs it."""
     try:
-        import gradio
+        import gradio  # noqa: PLC0415 (an optional extra)
     except ModuleNotFoundError:
         raise UserError('the web page needs gradio: pip install "textsleep[ui]"') from None
     return gradio
@@ -31,11 +31,14 @@ def require_gradio():
 
 # ---------------------------------------------------------------------------------------------- the engine
 def _fields(gr, d) -> dict[str, Any]:
-    """One input per dream option on the page, its value the default given on the command line (the rest under Advanced)."""
-    from .settings import AUGMENTS, SIZES
+    """One input per dream option on the page, its value the default given on the command line (the rest under
+    Advanced).
+    """
 
     fields = {
-        "size": gr.Dropdown(list(SIZES), value=d.size, label="Size", info="BigGAN-deep model (ignored when --biggan names a folder)"),
+        "size": gr.Dropdown(
+            list(SIZES), value=d.size, label="Size", info="BigGAN-deep model (ignored when --biggan names a folder)"
+        ),
         "iterations": gr.Number(d.iterations, precision=0, label="Iterations"),
         "seed": gr.Number(d.seed, precision=0, label="Seed", info="empty: a random one (always recorded)"),
         "cutouts": gr.Number(d.cutouts, precision=0, label="Cutouts"),
@@ -47,7 +50,9 @@ def _fields(gr, d) -> dict[str, Any]:
             num_images=gr.Number(d.num_images, precision=0, label="Pictures at once"),
             init_candidates=gr.Number(d.init_candidates, precision=0, label="Start from the best of K"),
             init_class=gr.Textbox(d.init_class or "", label="Start class", info="index, name or '971) bubble'"),
-            negatives=gr.Textbox(" | ".join(d.negatives), label="Negative prompts", info="texts to move away from, separated by |"),
+            negatives=gr.Textbox(
+                " | ".join(d.negatives), label="Negative prompts", info="texts to move away from, separated by |"
+            ),
             augment=gr.Dropdown(list(AUGMENTS), value=d.augment, label="Augment"),
             max_classes=gr.Number(d.max_classes, precision=0, label="Max classes", info="empty: off"),
             ema_decay=gr.Number(d.ema_decay, label="EMA decay"),
@@ -76,7 +81,9 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
     """The page as a Gradio Blocks app (not yet launched); every dream goes through ``studio``."""
     gr = require_gradio()
     d = studio.defaults
-    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as app:  # live pictures: kept an hour
+    with gr.Blocks(
+        title=title, analytics_enabled=False, delete_cache=(600, 3600)
+    ) as app:  # live pictures: kept an hour
         gr.Markdown(f"# {title}\nText to image with BigGAN guided by CLIP. Runs are saved under `{studio.out}`.")
         with gr.Row():
             with gr.Column(scale=1):
@@ -86,11 +93,21 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
                 fields = _fields(gr, d)
             with gr.Column(scale=2):
-                picture = gr.Image(label="Picture", type="pil", format="png", interactive=False, height=520, elem_id="picture")
+                picture = gr.Image(
+                    label="Picture", type="pil", format="png", interactive=False, height=520, elem_id="picture"
+                )
                 status = gr.Markdown(elem_id="status")
         with gr.Tab("Runs"):
             refresh = gr.Button("Refresh", size="sm")
-            gallery = gr.Gallery(label="Runs, newest first", columns=6, fit_columns=False, object_fit="contain", height="auto", allow_preview=False, elem_id="runs")
+            gallery = gr.Gallery(
+                label="Runs, newest first",
+                columns=6,
+                fit_columns=False,
+                object_fit="contain",
+                height="auto",
+                allow_preview=False,
+                elem_id="runs",
+            )
             shown = gr.State([])
             chosen = gr.State(None)
             with gr.Row():
@@ -130,7 +147,9 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
 
         def runs():
             found = list_runs(studio.out)
-            return [(str(r["picture"]), caption(r)) for r in found if r["picture"]], [str(r["folder"]) for r in found if r["picture"]]
+            return [(str(r["picture"]), caption(r)) for r in found if r["picture"]], [
+                str(r["folder"]) for r in found if r["picture"]
+            ]
 
         def choose(folders, evt):
             folder = Path(folders[evt.index])
@@ -138,7 +157,13 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
             if run is None:
                 return None, f"{folder}: no longer a run folder", None, None
             again = run["iterations"] if run["steps_done"] < run["iterations"] else run["steps_done"] + d.iterations
-            return str(folder), f"**{table_cell(caption(run))}**\n\n`{folder}` · {run['status']} · step {run['steps_done']}/{run['iterations']}", run["settings"], again
+            return (
+                str(folder),
+                f"**{table_cell(caption(run))}**\n\n`{folder}` · {run['status']} · step "
+                f"{run['steps_done']}/{run['iterations']}",
+                run["settings"],
+                again,
+            )
 
         def show_batch(folder):
             try:
@@ -146,12 +171,22 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
             except UserError as err:
                 return f"error: {err}"
 
-        for fn in (dream, resume, expect, stop, choose):  # what Gradio passes in, by annotation (gradio is imported late)
+        for fn in (
+            dream,
+            resume,
+            expect,
+            stop,
+            choose,
+        ):  # what Gradio passes in, by annotation (gradio is imported late)
             special = {"request": gr.Request, "evt": gr.SelectData}
-            fn.__annotations__.update({name: special[name] for name in inspect.signature(fn).parameters if name in special})
+            fn.__annotations__.update(
+                {name: special[name] for name in inspect.signature(fn).parameters if name in special}
+            )
 
         def queued(trigger, fn, inputs):  # wait for the one dream slot (the page shows the place in the queue)
-            trigger(expect, queue=False).then(fn, inputs, [picture, status], concurrency_limit=1, concurrency_id="dream").then(runs, None, [gallery, shown])
+            trigger(expect, queue=False).then(
+                fn, inputs, [picture, status], concurrency_limit=1, concurrency_id="dream"
+            ).then(runs, None, [gallery, shown])
 
         queued(dream_button.click, dream, {prompt, *fields.values()})
         queued(prompt.submit, dream, {prompt, *fields.values()})
@@ -187,7 +222,9 @@ class Page:
         self.app.close()
 
 
-def serve(defaults: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int | None = None, models=None) -> Page:
+def serve(
+    defaults: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int | None = None, models=None
+) -> Page:
     """Start the page on ``host:port`` (the first free port from 7860 when None) and return it, serving."""
     gr = require_gradio()
     studio = Studio(defaults, models=models)
@@ -196,8 +233,14 @@ def serve(defaults: dict[str, Any] | None = None, *, host: str = "127.0.0.1", po
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
     try:
         app.launch(
-            server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False,
-            allowed_paths=[str(studio.out.expanduser().resolve())], theme=theme, footer_links=[],
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            ssr_mode=False,
+            allowed_paths=[str(studio.out.expanduser().resolve())],
+            theme=theme,
+            footer_links=[],
         )
     except OSError as err:
         if port is not None and "port" in str(err):

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from . import weights
 from .errors import UserError
+from .media import to_pil
+from .models import resolve_device
+from .outputs import read_png_text, save_png
+from .runs import RUN_FILES
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +77,7 @@ def _check_scale(scale: int) -> int:
 
 def _spandrel():
     try:
-        import spandrel
+        import spandrel  # noqa: PLC0415 (an optional extra)
     except ImportError:
         raise UserError('upscaling needs the spandrel package: pip install "textsleep[upscale]"') from None
     return spandrel
@@ -77,7 +86,6 @@ def _spandrel():
 def check_upscale(scale: int, upscaler: str | os.PathLike | None = None) -> None:
     """Fail now, not after a long dream: the scale is allowed, spandrel is installed, the upscaler is a known
     name or an existing file (nothing is downloaded or loaded)."""
-    from . import weights
 
     _check_scale(scale)
     _spandrel()
@@ -94,14 +102,12 @@ def load_upscaler(
     progress: bool = True,
 ) -> Upscaler:
     """Load ``upscaler`` (a known name, a ``.pth`` path, or None for the default network of ``scale``)."""
-    from .models import resolve_device
 
     scale = _check_scale(scale)
     if isinstance(upscaler, Upscaler):
         _check_network_scale(upscaler.name, upscaler.scale, scale)
         return upscaler
     spandrel = _spandrel()
-    from . import weights
 
     name = str(upscaler) if upscaler is not None else DEFAULT_UPSCALERS[scale]
     device = resolve_device(device) if isinstance(device, str) else device
@@ -111,7 +117,11 @@ def load_upscaler(
     except Exception as err:  # unpickling, unknown architecture, wrong extension: all say "not an upscaler"
         reason = " ".join(str(err).split())[:200] or err.__class__.__name__
         raise UserError(f"--upscaler {str(path)!r} is not an upscaler network spandrel can load ({reason})") from None
-    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.input_channels != 3 or descriptor.output_channels != 3:
+    if (
+        not isinstance(descriptor, spandrel.ImageModelDescriptor)
+        or descriptor.input_channels != 3
+        or descriptor.output_channels != 3
+    ):
         raise UserError(f"--upscaler {str(path)!r} is a {descriptor.architecture.name} network, not an RGB upscaler")
     _check_network_scale(name, descriptor.scale, scale)
     descriptor.to(device).eval()
@@ -163,7 +173,6 @@ def _ramp(start: int, size: int, length: int, scale: int, overlap: int) -> "torc
     weight 0 (those pixels saw zero padding instead of their neighbours), then the
     weight rises linearly to 1 across the middle half; edges of the picture keep 1.
     """
-    import torch
 
     pos = (torch.arange(size * scale, dtype=torch.float32) + 0.5) / scale  # input pixels from the tile's start
     margin, band = overlap / 4, max(overlap / 2, 1e-6)
@@ -177,7 +186,6 @@ def _ramp(start: int, size: int, length: int, scale: int, overlap: int) -> "torc
 
 def _run_tiled(net: Upscaler, x: "torch.Tensor", tile: int, overlap: int) -> "torch.Tensor":
     """``x`` (1, 3, H, W) on the network's device → (1, 3, sH, sW) on the CPU, tile by tile."""
-    import torch
 
     _, _, h, w = x.shape
     s = net.scale
@@ -213,11 +221,6 @@ def upscale_image(
     pixels shared with its neighbours and blended (default ``DEFAULT_OVERLAP``, at
     most half the tile).  Memory grows with ``(tile + overlap)²``, not the picture.
     """
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from .media import to_pil
 
     overlap = _check_tiles(tile, overlap)
     net = load_upscaler(upscaler, scale=scale, device=device, progress=progress)
@@ -240,7 +243,6 @@ def upscaled_name(path: str | os.PathLike, scale: int) -> Path:
 
 
 def _open(path: Path) -> "Image.Image":
-    from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise UserError(f"{str(path)!r}: no such picture" + (" (it is a folder)" if path.exists() else ""))
@@ -270,7 +272,6 @@ def upscale_file(
     ``upscaler`` records ``{"name", "scale"}``.  With ``overwrite=False`` an
     existing ``dst`` is an error.
     """
-    from .outputs import read_png_text, save_png
 
     src = Path(src)
     dst = Path(dst) if dst is not None else upscaled_name(src, scale)
@@ -331,7 +332,10 @@ def upscale_files(
         _open(src).close()
         key = dst.resolve()
         if key in seen:
-            raise UserError(f"{str(seen[key])!r} and {str(src)!r} would both be written to {str(dst)!r}; upscale them into different folders")
+            raise UserError(
+                f"{str(seen[key])!r} and {str(src)!r} would both be written to {str(dst)!r}; upscale them into "
+                "different folders"
+            )
         seen[key] = src
         if dst.exists() and not force:
             raise UserError(f"{str(dst)!r} already exists; pass --force to replace it, or --out to write elsewhere")
@@ -358,7 +362,6 @@ def upscale_run(
     ``image.png`` itself is never touched; an earlier ``image_x4.png`` is
     replaced (a resumed run's picture has changed).  Returns the files written.
     """
-    from .runs import RUN_FILES
 
     run_dir, image = Path(run_dir), RUN_FILES["image"]
     if not run_dir.is_dir():

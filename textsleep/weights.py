@@ -32,6 +32,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from platformdirs import user_cache_dir
+from pytorch_pretrained_biggan.model import PRETRAINED_CONFIG_ARCHIVE_MAP, PRETRAINED_MODEL_ARCHIVE_MAP
+from tqdm import tqdm
+
 from .errors import UserError
 
 __all__ = [
@@ -85,7 +91,6 @@ def cache_root() -> Path:
     env = os.environ.get("TEXTSLEEP_CACHE")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("textsleep"))
 
@@ -110,7 +115,9 @@ def biggan_dir(name_or_path: str, *, progress: bool = True, force: bool = False)
     if re.match(r"https?://", spec, re.IGNORECASE):
         base = spec.rstrip("/")
         folder = cache_root() / "biggan" / _url_slug(base)
-        return _cached_folder({f: f"{base}/{f}" for f in FILES}, folder, refetch=None, hub_repo=None, progress=progress, force=force)
+        return _cached_folder(
+            {f: f"{base}/{f}" for f in FILES}, folder, refetch=None, hub_repo=None, progress=progress, force=force
+        )
     return _local_folder(spec)
 
 
@@ -119,7 +126,10 @@ def _local_folder(spec: str) -> Path:
     if folder.is_dir():
         missing = [f for f in FILES if not (folder / f).is_file()]
         if missing:
-            raise UserError(f"--biggan {spec!r}: the folder has no {' and no '.join(missing)} (it needs pytorch_model.bin and config.json)")
+            raise UserError(
+                f"--biggan {spec!r}: the folder has no {' and no '.join(missing)} (it needs pytorch_model.bin and "
+                "config.json)"
+            )
         return folder
     if folder.exists():
         raise UserError(f"--biggan {spec!r} is a file; give the folder holding pytorch_model.bin and config.json")
@@ -135,7 +145,6 @@ def _shortcut_urls(name: str) -> dict[str, str]:
     if mirror:
         base = mirror.rstrip("/")
         return {f: f"{base}/{name}-{f}" for f in FILES}
-    from pytorch_pretrained_biggan.model import PRETRAINED_CONFIG_ARCHIVE_MAP, PRETRAINED_MODEL_ARCHIVE_MAP
 
     return {"pytorch_model.bin": PRETRAINED_MODEL_ARCHIVE_MAP[name], "config.json": PRETRAINED_CONFIG_ARCHIVE_MAP[name]}
 
@@ -147,7 +156,9 @@ def _url_slug(url: str) -> str:
     return f"{readable}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
 
 
-def _cached_folder(urls: dict[str, str], folder: Path, *, refetch: str | None, hub_repo: str | None, progress: bool, force: bool) -> Path:
+def _cached_folder(
+    urls: dict[str, str], folder: Path, *, refetch: str | None, hub_repo: str | None, progress: bool, force: bool
+) -> Path:
     """Serve ``folder`` from the cache (verified), downloading what is missing."""
     if force:
         _check_writable(folder)
@@ -177,7 +188,8 @@ def _check_writable(folder: Path) -> None:
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
         raise UserError(
-            f"cache folder {str(folder)!r} is not writable ({err.strerror or err}); set TEXTSLEEP_CACHE to a writable folder"
+            f"cache folder {str(folder)!r} is not writable ({err.strerror or err}); set TEXTSLEEP_CACHE to a "
+            "writable folder"
         ) from None
 
 
@@ -223,7 +235,6 @@ def upscaler_file(name_or_path: str, *, progress: bool = True, force: bool = Fal
 # --------------------------------------------------------------------------------------------- Hugging Face Hub
 def _from_hub(repo: str, folder: Path, *, first_error: UserError) -> Path:
     """Copy the missing files of ``folder`` from the model's Hugging Face Hub copy."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     missing = [f for f in FILES if not (folder / f).is_file()]
     cached = all(isinstance(try_to_load_from_cache(repo, f), str) for f in missing)
@@ -251,7 +262,6 @@ def hub_problem(timeout: float = 4.0) -> str | None:
     huggingface_hub retries for about a minute when there is no network; this
     answers in seconds so users get a clear error instead of a hang.
     """
-    from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         return "HF_HUB_OFFLINE is set"
@@ -287,7 +297,6 @@ def download(
     than HTTP 4xx are retried ``retries`` times with a short backoff.  A file
     lock makes a second process wait for the first and then find the file done.
     """
-    from filelock import FileLock, Timeout
 
     dest = Path(dest)
     how = how or _how_to_supply(dest)
@@ -296,7 +305,10 @@ def download(
     try:
         lock.acquire(timeout=_LOCK_WAIT_S)
     except Timeout:
-        raise UserError(f"{dest} has been locked by another download for {_LOCK_WAIT_S:.0f} s; if none is running, delete {lock.lock_file}") from None
+        raise UserError(
+            f"{dest} has been locked by another download for {_LOCK_WAIT_S:.0f} s; if none is running, delete "
+            f"{lock.lock_file}"
+        ) from None
     try:
         if dest.is_file():  # another process finished it while we waited
             return dest
@@ -316,8 +328,14 @@ def download(
             except _Transient as err:
                 failure = str(err)
         part = _part(dest)
-        kept = f"the partial file {part} is kept and the next run resumes it; " if part.is_file() and part.stat().st_size else ""
-        raise _SourceError(f"cannot download {url} ({failure}; {retries + 1} tries); {dest} is not in the cache; {kept}{how}")
+        kept = (
+            f"the partial file {part} is kept and the next run resumes it; "
+            if part.is_file() and part.stat().st_size
+            else ""
+        )
+        raise _SourceError(
+            f"cannot download {url} ({failure}; {retries + 1} tries); {dest} is not in the cache; {kept}{how}"
+        )
     finally:
         lock.release()
 
@@ -358,7 +376,8 @@ def _transfer(url: str, dest: Path, *, progress: bool, timeout: float, sha256: s
                         bar.update(len(chunk))
         except OSError as err:
             raise UserError(
-                f"writing {part} failed ({err.strerror or err}); free some space or set TEXTSLEEP_CACHE to another folder; "
+                f"writing {part} failed ({err.strerror or err}); free some space or set TEXTSLEEP_CACHE to another "
+                "folder; "
                 "the partial file is kept and the next run resumes it"
             ) from None
         finally:
@@ -410,9 +429,17 @@ def _finish(part: Path, dest: Path, sha256: str) -> None:
 
 
 def _bar(total: int | None, initial: int, name: str):
-    from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=name,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------- verification
@@ -455,7 +482,9 @@ def cached_models() -> list[dict]:
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if all((folder / f).is_file() for f in FILES):
-            found.append({"name": folder.name, "path": str(folder), "size": sum((folder / f).stat().st_size for f in FILES)})
+            found.append(
+                {"name": folder.name, "path": str(folder), "size": sum((folder / f).stat().st_size for f in FILES)}
+            )
     return found
 
 

@@ -30,9 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .. import outputs
 from ..errors import UserError
-from ..settings import RUN_ONLY  # settings that change where or how a job runs, not its picture
+from ..models import resolve_device
+from ..options import parse_options
+from ..prompts import parse_prompts
+from ..settings import (
+    RUN_ONLY,  # settings that change where or how a job runs, not its picture
+    DreamSettings,
+)
 
 __all__ = [
     "Job",
@@ -195,14 +203,15 @@ def _line_jobs(file, number, source, occurrence, base, defaults, identity, repea
 
 def _parse_line(source: str, base: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """A line → (prompt text, dream options, batch options ``seeds``/``repeat``)."""
-    from ..options import parse_options
 
     match = _SEPARATOR.search(source)
-    prompt, rest = (source[: match.start()].strip(), source[match.end():]) if match else (source, "")
+    prompt, rest = (source[: match.start()].strip(), source[match.end() :]) if match else (source, "")
     try:
         tokens = shlex.split(rest)
     except ValueError as err:
-        raise UserError(f"options {rest.strip()!r}: {err} (quote values with spaces, e.g. --negative \"blurry photo\")") from None
+        raise UserError(
+            f'options {rest.strip()!r}: {err} (quote values with spaces, e.g. --negative "blurry photo")'
+        ) from None
     tokens, line_batch = _take_batch_options(tokens)
     for token in tokens:
         name = token.split("=", 1)[0]
@@ -212,7 +221,9 @@ def _parse_line(source: str, base: Path) -> tuple[str, dict[str, Any], dict[str,
     for key in _PATH_FIELDS:
         if key in options:
             value = options[key]
-            options[key] = tuple(_near_file(v, base) for v in value) if isinstance(value, tuple) else _near_file(value, base)
+            options[key] = (
+                tuple(_near_file(v, base) for v in value) if isinstance(value, tuple) else _near_file(value, base)
+            )
     return prompt, options, line_batch
 
 
@@ -263,8 +274,6 @@ def _line_seeds(source, occurrence, settings, options, line_batch, repeat, seeds
 
 def _validate(settings: dict[str, Any], prompt: str, seed: int) -> dict[str, Any]:
     """Check a line's settings and prompts as a dream would (image files included)."""
-    from ..prompts import parse_prompts
-    from ..settings import DreamSettings
 
     checked = DreamSettings(**{**settings, "text": prompt, "seed": seed})
     parse_prompts(checked.text, checked.images, checked.negatives)
@@ -282,10 +291,15 @@ def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` → (I, N) with 0 <= I < N: this worker runs jobs I, I+N, I+2N, …"""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
     if not match:
-        raise UserError(f"--shard {text}: write I/N, e.g. 0/4 (Slurm: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)")
+        raise UserError(
+            f"--shard {text}: write I/N, e.g. 0/4 (Slurm: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)"
+        )
     i, n = int(match[1]), int(match[2])
     if n < 1 or not 0 <= i < n:
-        raise UserError(f"--shard {text}: I must be in 0 … N-1 for N shards (e.g. 0/{max(n, 2)} … {max(n, 2) - 1}/{max(n, 2)}; Slurm: --array=0-{max(n, 2) - 1})")
+        raise UserError(
+            f"--shard {text}: I must be in 0 … N-1 for N shards (e.g. 0/{max(n, 2)} … {max(n, 2) - 1}/{max(n, 2)}; "
+            f"Slurm: --array=0-{max(n, 2) - 1})"
+        )
     return i, n
 
 
@@ -305,7 +319,9 @@ def shard_from_env(env: Mapping[str, str] | None = None) -> tuple[int, int] | No
         first = int(env.get("SLURM_ARRAY_TASK_MIN", "").strip() or 0)
         step = int(env.get("SLURM_ARRAY_TASK_STEP", "").strip() or 1)
     except ValueError:
-        raise UserError(f"SLURM_ARRAY_TASK_ID={task!r}, SLURM_ARRAY_TASK_COUNT={count!r}: not whole numbers; give --shard I/N") from None
+        raise UserError(
+            f"SLURM_ARRAY_TASK_ID={task!r}, SLURM_ARRAY_TASK_COUNT={count!r}: not whole numbers; give --shard I/N"
+        ) from None
     index, off_step = divmod(task_id - first, max(step, 1))
     if n < 1 or off_step or not 0 <= index < n:
         raise UserError(
@@ -322,7 +338,6 @@ def select_shard(jobs: list[Job], index: int, count: int) -> list[Job]:
 
 def parse_devices(text: str) -> list[str]:
     """``"cuda:0,cuda:1"`` → one worker device each (a device may be listed twice for two workers)."""
-    from ..models import resolve_device
 
     devices = [part.strip() for part in (text or "").split(",") if part.strip()]
     if not devices:
@@ -332,8 +347,8 @@ def parse_devices(text: str) -> list[str]:
             raise UserError("--devices: name each device (cuda:0, cuda:1, mps, cpu), not auto")
         resolved = resolve_device(device)
         if resolved.type == "cuda" and resolved.index is not None:
-            import torch
-
             if resolved.index >= torch.cuda.device_count():
-                raise UserError(f"--devices: {device} is not here; this machine has cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+                raise UserError(
+                    f"--devices: {device} is not here; this machine has cuda:0 … cuda:{torch.cuda.device_count() - 1}"
+                )
     return devices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import time
@@ -10,7 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..errors import Interrupted, one_line
+from ..imagine import Imagine
+from ..models import ModelCache
+from ..outputs import load_checkpoint, read_json
 from ..runs import RUN_FILES
 from .plan import Job
 from .status import Progress, progress
@@ -68,7 +74,6 @@ def run_jobs(
     ``on_step`` is given to each dream (``Imagine(on_step=...)``), e.g. a
     progress bar.
     """
-    from ..models import ModelCache
 
     models = models or ModelCache()
     mine = [job for job in jobs if job.valid]
@@ -85,41 +90,60 @@ def run_jobs(
             if why:
                 yield _event(folder, "skipped", job, mine, workers, why=why)
                 continue
-            yield from _run_one(folder, job, mine, device=device, quiet=quiet, models=models, workers=workers, on_step=on_step)
+            yield from _run_one(
+                folder, job, mine, device=device, quiet=quiet, models=models, workers=workers, on_step=on_step
+            )
 
 
 def _event(folder: BatchFolder, kind: str, job: Job, mine: list[Job], workers: int, **extra: Any) -> Event:
     records = folder.records()
     current = folder.ordered(records)
     ids = {j.id for j in mine}
-    return Event(kind, job, records.get(job.id, {}), progress(current, [r for r in current if r["id"] in ids], workers), **extra)
+    return Event(
+        kind, job, records.get(job.id, {}), progress(current, [r for r in current if r["id"] in ids], workers), **extra
+    )
 
 
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _run_one(folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, models, workers, on_step) -> Iterator[Event]:
+def _run_one(
+    folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, models, workers, on_step
+) -> Iterator[Event]:
     """Start or resume one job in its run folder and record how it ended."""
     record = folder.records()[job.id]
     run_dir = folder.path / (record.get("folder") or f"{RUNS}/{job.folder}")
     saved_steps = steps_saved(run_dir)
     # an attempt still marked running was stopped without a word (killed, power cut): it got as far as the checkpoint
     record["attempts"] = [
-        {**a, "status": "stopped", "to_step": saved_steps} if a.get("status") == "running" else a for a in record.get("attempts", [])
+        {**a, "status": "stopped", "to_step": saved_steps} if a.get("status") == "running" else a
+        for a in record.get("attempts", [])
     ]
     if _already_finished(run_dir, job):
-        folder.update(job.id, **_outcome(run_dir, record, status=DONE, seconds=0.0, steps_run=0), attempts=record["attempts"])
+        folder.update(
+            job.id, **_outcome(run_dir, record, status=DONE, seconds=0.0, steps_run=0), attempts=record["attempts"]
+        )
         yield _event(folder, "finished", job, mine, workers)
         return
     restarted = _set_aside_unreadable(run_dir)
     resumable = not restarted and (run_dir / _RECORD).is_file() and (run_dir / _CHECKPOINT).is_file()
     from_step = saved_steps if resumable else 0
     yield _event(folder, "start", job, mine, workers, resumed_from=from_step, restarted=restarted)
-    attempt = {"worker": _worker_name(), "device": device or job.settings.get("device"), "started": utc_now(), "from_step": from_step}
+    attempt = {
+        "worker": _worker_name(),
+        "device": device or job.settings.get("device"),
+        "started": utc_now(),
+        "from_step": from_step,
+    }
     if restarted:
         attempt["restarted"] = restarted
-    folder.update(job.id, status="running", worker=attempt["worker"], attempts=[*record["attempts"], {**attempt, "status": "running"}])
+    folder.update(
+        job.id,
+        status="running",
+        worker=attempt["worker"],
+        attempts=[*record["attempts"], {**attempt, "status": "running"}],
+    )
     imagine, t0, error = None, None, None
     try:
         imagine = _imagine(job, run_dir, resumable, device=device, quiet=quiet, models=models, on_step=on_step)
@@ -143,7 +167,6 @@ def _run_one(folder: BatchFolder, job: Job, mine: list[Job], *, device, quiet, m
 
 def _imagine(job: Job, run_dir: Path, resumable: bool, *, device, quiet, models, on_step):
     """The dream of a job: continued from its checkpoint, or new in its own run folder."""
-    from ..imagine import Imagine
 
     run_only = {"device": device} if device else {}
     if resumable:
@@ -159,7 +182,6 @@ def _set_aside_unreadable(run_dir: Path) -> str:
     A file cut short (a full disk, a copy that stopped) or overwritten cannot
     be resumed from; the job starts over in its own folder, nothing else lost.
     """
-    from ..outputs import load_checkpoint, read_json
 
     reasons = []
     for name, read in ((_CHECKPOINT, load_checkpoint), (_RECORD, read_json)):
@@ -180,7 +202,9 @@ def _set_aside_unreadable(run_dir: Path) -> str:
     return "; ".join(reasons) + "; started again from step 0" if reasons else ""
 
 
-def _record_attempt(folder: BatchFolder, record: dict, attempt: dict, imagine, status: str, t0: float | None, error: str | None = None) -> None:
+def _record_attempt(
+    folder: BatchFolder, record: dict, attempt: dict, imagine, status: str, t0: float | None, error: str | None = None
+) -> None:
     """Write how an attempt ended into the job's record (timings add up over attempts)."""
     seconds = time.perf_counter() - t0 if t0 is not None else 0.0
     dream = getattr(imagine, "dream", None)
@@ -205,13 +229,14 @@ def _outcome(run_dir: Path, record: dict, *, status: str, seconds: float, steps_
         fields["error"] = None
     run = _read_run(run_dir)
     if run:
-        fields.update(steps_done=run.get("steps_done", 0), final_score=run.get("final_score"), best_score=run.get("best_score"))
+        fields.update(
+            steps_done=run.get("steps_done", 0), final_score=run.get("final_score"), best_score=run.get("best_score")
+        )
     return fields
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
     """The run folder's run.json ({} when there is none, or it cannot be read)."""
-    from ..outputs import read_json
 
     try:
         run = read_json(run_dir / _RECORD)
@@ -227,9 +252,6 @@ def _already_finished(run_dir: Path, job: Job) -> bool:
 
 
 def _free_memory() -> None:
-    import gc
-
-    import torch
 
     gc.collect()
     if torch.cuda.is_available():

@@ -41,7 +41,9 @@ def progress(records: list[dict[str, Any]], mine: list[dict[str, Any]] | None = 
     remaining = sum(max(0, int(r.get("iterations") or 0) - int(r.get("steps_done") or 0)) for r in left)
     eta = per_step * remaining / max(1, workers) if per_step is not None else None
     waiting = len(records) - count["finished"] - count["failed"] - count["running"]
-    return Progress(len(records), count["finished"], count["failed"], count["running"], waiting, per_step, remaining, eta)
+    return Progress(
+        len(records), count["finished"], count["failed"], count["running"], waiting, per_step, remaining, eta
+    )
 
 
 @dataclass
@@ -66,7 +68,13 @@ def batch_status(path: str | os.PathLike) -> Status:
         if record.get("status") not in (DONE, "failed") and record.get("folder"):
             record["steps_done"] = steps_saved(folder.path / record["folder"])  # as far as the last save
     running = sum(r.get("status") == "running" for r in current)
-    return Status(folder.path, folder.meta().get("prompt_file", ""), current, progress(current, workers=max(1, running)), len(records) - len(current))
+    return Status(
+        folder.path,
+        folder.meta().get("prompt_file", ""),
+        current,
+        progress(current, workers=max(1, running)),
+        len(records) - len(current),
+    )
 
 
 def worker_alive(worker: str | None) -> bool | None:

@@ -35,8 +35,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import outputs
+from filelock import FileLock, Timeout
+
+from .. import __version__, outputs
 from ..errors import UserError
+from ..gallery import write_gallery
 from ..runs import RUN_FILES
 from .plan import Job, Plan
 
@@ -83,7 +86,9 @@ class BatchFolder:
         """A folder a batch already made (for ``--status``)."""
         folder = cls(path)
         if not folder.meta_file.is_file():
-            raise UserError(f"{str(path)!r}: not a batch folder (no {META}); give the --out folder of a textsleep batch run")
+            raise UserError(
+                f"{str(path)!r}: not a batch folder (no {META}); give the --out folder of a textsleep batch run"
+            )
         return folder
 
     @classmethod
@@ -117,9 +122,13 @@ class BatchFolder:
                     f"--out {str(self.path)!r} was made with other options ({changed}); rerun with the same options "
                     "to resume, or add --force to add jobs with the new ones"
                 )
-        elif self.path.exists() and (not self.path.is_dir() or any(not p.name.startswith(".") for p in self.path.iterdir())):
+        elif self.path.exists() and (
+            not self.path.is_dir() or any(not p.name.startswith(".") for p in self.path.iterdir())
+        ):
             # (hidden entries are the lock and temporary files of a worker starting this batch right now)
-            raise UserError(f"--out {str(self.path)!r}: exists and is not a batch folder; choose a new folder, or add --force")
+            raise UserError(
+                f"--out {str(self.path)!r}: exists and is not a batch folder; choose a new folder, or add --force"
+            )
 
     def meta(self) -> dict[str, Any]:
         return outputs.read_json(self.meta_file)
@@ -128,13 +137,14 @@ class BatchFolder:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the manifest lock (for a read-change-write)."""
-        from filelock import FileLock, Timeout
 
         try:
             with FileLock(self.path / ".manifest.lock", timeout=300):
                 yield
         except Timeout:
-            raise UserError(f"{self.path / '.manifest.lock'}: held by another process for 5 minutes; is a worker stuck?") from None
+            raise UserError(
+                f"{self.path / '.manifest.lock'}: held by another process for 5 minutes; is a worker stuck?"
+            ) from None
 
     def records(self) -> dict[str, dict[str, Any]]:
         """Every job record by id (a consistent snapshot: the file is only ever replaced whole)."""
@@ -148,7 +158,9 @@ class BatchFolder:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError:
-                    raise UserError(f"{self.manifest}:{number}: not a JSON record; was the file edited by hand?") from None
+                    raise UserError(
+                        f"{self.manifest}:{number}: not a JSON record; was the file edited by hand?"
+                    ) from None
                 records[record["id"]] = record
         return records
 
@@ -168,7 +180,6 @@ class BatchFolder:
 
     def register(self, plan: Plan) -> None:
         """Add the plan's new jobs as pending (bad lines as failed) and record the current job list."""
-        from .. import __version__
 
         with self.locked():
             records = self.records()
@@ -203,7 +214,6 @@ class BatchFolder:
         return [records[i] for i in self.job_ids() if i in records]
 
     def _write_gallery(self, records: dict[str, dict[str, Any]]) -> None:
-        from ..gallery import write_gallery
 
         meta = self.meta() if self.meta_file.is_file() else {}
         current = self.ordered(records) if meta else list(records.values())
@@ -216,7 +226,6 @@ class BatchFolder:
     @contextmanager
     def claim(self, job_id: str) -> Iterator[bool]:
         """Try to take a job for this process: yields True while held, False if another worker has it."""
-        from filelock import FileLock, Timeout
 
         self.claims.mkdir(exist_ok=True)
         lock = FileLock(self.claims / f"{job_id}.lock", timeout=0)
@@ -254,7 +263,11 @@ def _new_record(job: Job) -> dict[str, Any]:
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = sorted(set(old) | set(new), key=str)
-    parts = [f"--{k.replace('_', '-')} {_show(old.get(k))} then, {_show(new.get(k))} now" for k in keys if old.get(k) != new.get(k)]
+    parts = [
+        f"--{k.replace('_', '-')} {_show(old.get(k))} then, {_show(new.get(k))} now"
+        for k in keys
+        if old.get(k) != new.get(k)
+    ]
     return "; ".join(parts)
 
 

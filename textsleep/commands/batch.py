@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import subprocess
@@ -11,6 +12,10 @@ from typing import Optional
 
 import typer
 
+from .. import batch as lib
+from ..errors import Interrupted, UserError
+from ..options import parse_options
+from ..outputs import slugify
 from .common import cli_errors, echo_err, progress_hook
 
 __all__ = ["register", "batch"]
@@ -20,25 +25,57 @@ _RUNS_HERE = ("--resume",)  # dream options that make no sense for a batch
 
 def batch(
     ctx: typer.Context,
-    prompt_file: Optional[Path] = typer.Argument(None, metavar="FILE", help="Prompt file: one prompt a line; options for one line after ' -- '; '#' comments."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="Batch folder (rerun with the same one to resume).", show_default="outputs/batch-FILE"),
-    strict: bool = typer.Option(False, "--strict", help="Stop before starting when a line is bad (default: skip it and record it failed)."),
-    repeat: Optional[str] = typer.Option(None, "--repeat", metavar="K", help="Dream every line K times (seeds seed, seed+1, …, or derived from the line)."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", metavar="1,2,3", help="Dream every line once per seed, e.g. 1,2,3."),
+    prompt_file: Optional[Path] = typer.Argument(
+        None, metavar="FILE", help="Prompt file: one prompt a line; options for one line after ' -- '; '#' comments."
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        metavar="DIR",
+        help="Batch folder (rerun with the same one to resume).",
+        show_default="outputs/batch-FILE",
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Stop before starting when a line is bad (default: skip it and record it failed)."
+    ),
+    repeat: Optional[str] = typer.Option(
+        None,
+        "--repeat",
+        metavar="K",
+        help="Dream every line K times (seeds seed, seed+1, …, or derived from the line).",
+    ),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", metavar="1,2,3", help="Dream every line once per seed, e.g. 1,2,3."
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed jobs again."),
-    shard: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="I/N: run only jobs I, I+N, I+2N, … (0 <= I < N); in a Slurm array job it is the task's place in the array unless given."),
-    devices: Optional[str] = typer.Option(None, "--devices", metavar="DEVICES", help="One worker per device on this machine, e.g. cuda:0,cuda:1."),
-    force: bool = typer.Option(False, "--force", help="Use an --out folder made for another prompt file or other options."),
-    status: Optional[Path] = typer.Option(None, "--status", metavar="DIR", help="Show what is done in a batch folder, and exit."),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        metavar="I/N",
+        help=(
+            "I/N: run only jobs I, I+N, I+2N, … (0 <= I < N); "
+            "in a Slurm array job it is the task's place in the array unless given."
+        ),
+    ),
+    devices: Optional[str] = typer.Option(
+        None, "--devices", metavar="DEVICES", help="One worker per device on this machine, e.g. cuda:0,cuda:1."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Use an --out folder made for another prompt file or other options."
+    ),
+    status: Optional[Path] = typer.Option(
+        None, "--status", metavar="DIR", help="Show what is done in a batch folder, and exit."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-job progress bar."),
-    worker: Optional[str] = typer.Option(None, "--worker", hidden=True, help="(internal) a worker started by --devices."),
+    worker: Optional[str] = typer.Option(
+        None, "--worker", hidden=True, help="(internal) a worker started by --devices."
+    ),
 ) -> None:
     """Dream every prompt of a file; rerun the same command to resume.
 
     Any option of textsleep dream (textsleep dream --help) is a default for every line.
     """
-    from .. import batch as lib
-    from ..errors import UserError
 
     if status is not None:
         if prompt_file is not None or out is not None or ctx.args:
@@ -51,13 +88,23 @@ def batch(
         shard, where = _slurm_shard()
     else:
         where = ""
-    folder, mine, device_list = _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker, where)
+    folder, mine, device_list = _prepare(
+        ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker, where
+    )
     again = _resume_command(ctx, prompt_file, folder.path, repeat, seeds, shard, devices, retry_failed, quiet)
     if device_list and len(device_list) > 1:
         code = _run_workers(ctx, prompt_file, folder.path, device_list, repeat, seeds, shard, retry_failed, again)
     else:
         device = device_list[0] if device_list else None
-        code = _run_here(folder, mine, retry_failed=retry_failed, device=device, quiet=quiet or worker is not None, tag=worker, again=again)
+        code = _run_here(
+            folder,
+            mine,
+            retry_failed=retry_failed,
+            device=device,
+            quiet=quiet or worker is not None,
+            tag=worker,
+            again=again,
+        )
     if worker is None:
         _print_summary(folder, mine)
     raise typer.Exit(code)
@@ -65,10 +112,6 @@ def batch(
 
 def _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker, where=""):
     """Parse everything, report bad lines, open the batch folder; nothing loads a model."""
-    from .. import batch as lib
-    from ..errors import UserError
-    from ..outputs import slugify
-    from ..options import parse_options
 
     for arg in ctx.args:
         if arg.split("=", 1)[0] in _RUNS_HERE:
@@ -85,20 +128,26 @@ def _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force
         for job in plan.invalid:
             echo_err(f"{job.error}" if strict else f"warning: {job.error} (skipped; recorded as failed)")
         if strict and plan.invalid:
-            raise UserError(f"{len(plan.invalid)} bad line(s) in {prompt_file}; fix them, or leave out --strict to skip them")
-    folder = lib.BatchFolder.prepare(out or Path("outputs") / f"batch-{slugify(prompt_file.stem, fallback='prompts')}", plan, force=force)
+            raise UserError(
+                f"{len(plan.invalid)} bad line(s) in {prompt_file}; fix them, or leave out --strict to skip them"
+            )
+    folder = lib.BatchFolder.prepare(
+        out or Path("outputs") / f"batch-{slugify(prompt_file.stem, fallback='prompts')}", plan, force=force
+    )
     mine = lib.select_shard(plan.jobs, index, count)
     if worker is None:
         part = f" (shard {index}/{count}{where})" if count > 1 or where else ""
         bad = f" ({sum(not j.valid for j in mine)} bad line(s) skipped)" if any(not j.valid for j in mine) else ""
-        typer.echo(f"batch {folder.path}: {sum(j.valid for j in mine)} jobs{part}{bad}; gallery {folder.path / 'index.html'}")
+        typer.echo(
+            f"batch {folder.path}: {sum(j.valid for j in mine)} jobs{part}{bad}; gallery {folder.path / 'index.html'}"
+        )
     return folder, mine, device_list
 
 
 def _run_here(folder, mine, *, retry_failed: bool, device: str | None, quiet: bool, tag: str | None, again: str) -> int:
-    """Run this process's jobs, printing a line per job; 130 on Ctrl-C (143 on SIGTERM, 129 on SIGHUP), 1 if a job failed, else 0."""
-    from .. import batch as lib
-    from ..errors import Interrupted
+    """Run this process's jobs, printing a line per job; 130 on Ctrl-C (143 on SIGTERM, 129 on SIGHUP), 1 if a job
+    failed, else 0.
+    """
 
     prefix = f"[{tag}] " if tag else ""
     hook = None if quiet else progress_hook(leave=False)
@@ -146,7 +195,6 @@ def _event_line(event, batch_dir: Path) -> str:
 
 def _run_workers(ctx, prompt_file, batch_dir, device_list, repeat, seeds, shard, retry_failed, again) -> int:
     """One worker process per device; Ctrl-C (or SIGTERM, SIGHUP) stops them all (each saves its job)."""
-    from ..errors import Interrupted
 
     common = [str(prompt_file), "--out", str(batch_dir), *ctx.args]
     for name, value in (("--repeat", repeat), ("--seeds", seeds), ("--shard", shard)):
@@ -176,9 +224,6 @@ def _run_workers(ctx, prompt_file, batch_dir, device_list, repeat, seeds, shard,
 
 def _slurm_shard() -> tuple[str | None, str]:
     """In a Slurm array task: its shard as I/N and a note saying where it came from; else (None, "")."""
-    import os
-
-    from .. import batch as lib
 
     found = lib.shard_from_env()
     if found is None:
@@ -196,11 +241,13 @@ def _resume_command(ctx, prompt_file, batch_dir, repeat, seeds, shard, devices, 
 
 
 def _print_summary(folder, mine) -> None:
-    from .. import batch as lib
 
     records = folder.ordered()
     p = lib.progress(records)
-    typer.echo(f"{p.total} jobs: {p.finished} finished, {p.failed} failed, {p.running} running, {p.waiting} waiting · gallery {folder.path / 'index.html'}")
+    typer.echo(
+        f"{p.total} jobs: {p.finished} finished, {p.failed} failed, {p.running} running, {p.waiting} waiting · "
+        f"gallery {folder.path / 'index.html'}"
+    )
     if p.failed:
         typer.echo(f"see the errors: textsleep batch --status {shlex.quote(str(folder.path))}")
 
@@ -216,7 +263,10 @@ def _print_status(status) -> None:
         score = f"{r['final_score']:.3f}" if isinstance(r.get("final_score"), (int, float)) else "-"
         steps = f"{r.get('steps_done') or 0}/{r.get('iterations')}" if r.get("iterations") else "-"
         seed = "-" if r.get("seed") is None else str(r["seed"])
-        typer.echo(f"  {r.get('status', '?'):<11} {score:>6} {steps:>11}  seed {seed:<10} line {r.get('line', '?'):<4} {_short(r.get('prompt') or r.get('source', ''))}")
+        typer.echo(
+            f"  {r.get('status', '?'):<11} {score:>6} {steps:>11}  seed {seed:<10} line {r.get('line', '?'):<4} "
+            f"{_short(r.get('prompt') or r.get('source', ''))}"
+        )
         if r.get("error"):
             typer.echo(f"{'':14}{r['error']}")
     if status.earlier:

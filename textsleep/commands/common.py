@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
+from tqdm.auto import tqdm
 
 from ..errors import Interrupted, UserError
+from ..settings import options
 
 __all__ = ["cli_errors", "echo_err", "settings_default", "progress_hook", "stop_signals"]
 
@@ -91,7 +93,6 @@ def cli_errors(func: Callable) -> Callable:
 
 def settings_default(name: str) -> str:
     """A DreamSettings default as --help shows it (the dataclass is the single source of defaults)."""
-    from ..settings import options
 
     return next(opt.show for opt in options() if opt.name == name)
 
@@ -104,10 +105,10 @@ class _ProgressBar:
 
     def __call__(self, imagine, step) -> None:
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             total = imagine.settings.iterations
-            self.bar = tqdm(total=total, initial=step.index - 1, desc=self.desc, unit="step", dynamic_ncols=True, leave=self.leave)
+            self.bar = tqdm(
+                total=total, initial=step.index - 1, desc=self.desc, unit="step", dynamic_ncols=True, leave=self.leave
+            )
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{step.loss:.3f}", score=f"{step.score:.3f}", refresh=False)
 

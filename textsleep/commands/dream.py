@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from ..imagine import Imagine
 from ..settings import DreamSettings, options
 from .common import cli_errors, echo_err, progress_hook
 
@@ -20,26 +21,52 @@ __all__ = ["register", "dream"]
 
 def _parameters() -> list[inspect.Parameter]:
     text_help = DreamSettings.__dataclass_fields__["text"].metadata["help"]
-    params = [inspect.Parameter("text", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=typer.Argument(None, help=text_help), annotation=Optional[str])]
+    params = [
+        inspect.Parameter(
+            "text",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=typer.Argument(None, help=text_help),
+            annotation=Optional[str],
+        )
+    ]
     for opt in options():
         flags = (f"{opt.flag}/--no-{opt.flag[2:]}", *opt.flags[1:]) if opt.kind is bool else opt.flags
         annotation = Optional[list[opt.kind]] if opt.multiple else Optional[opt.kind]
         default = typer.Option(None, *flags, help=opt.help, show_default=opt.show)
-        params.append(inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
-    params.append(inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, "--resume", help="Continue a run folder from its checkpoint."), annotation=Optional[Path]))
-    params.append(inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, "--quiet", "-q", help="No progress bar."), annotation=bool))
+        params.append(
+            inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    params.append(
+        inspect.Parameter(
+            "resume",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(None, "--resume", help="Continue a run folder from its checkpoint."),
+            annotation=Optional[Path],
+        )
+    )
+    params.append(
+        inspect.Parameter(
+            "quiet",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(False, "--quiet", "-q", help="No progress bar."),
+            annotation=bool,
+        )
+    )
     return params
 
 
 def _given(params: dict) -> dict:
     """The settings a user actually gave (not None), as DreamSettings fields."""
     fields = {opt.name for opt in options()}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items() if k in fields and v is not None and v != []}
+    return {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in params.items()
+        if k in fields and v is not None and v != []
+    }
 
 
 def dream(text: Optional[str] = None, *, resume: Optional[Path] = None, quiet: bool = False, **params) -> None:
     """Dream up a picture from words (the default command)."""
-    from ..imagine import Imagine
 
     given = _given(params)
     hooks = [] if quiet else [progress_hook()]

@@ -6,8 +6,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 
+from .. import evaluate as ev
+from ..batch import parse_seeds
+from ..errors import UserError
+from ..models import ModelCache, resolve_device, resolve_dtype
+from ..options import parse_options
+from ..settings import DreamSettings
 from .common import cli_errors
 
 __all__ = ["register"]
@@ -15,19 +22,31 @@ __all__ = ["register"]
 
 def evaluate(
     ctx: typer.Context,
-    prompt_file: Optional[Path] = typer.Argument(None, help="Prompt file, as textsleep batch reads it: one a line, options for one line after ' -- ', '#' comments."),
-    judge_model: str = typer.Option("ViT-L-14", "--judge-model", help="CLIP model that scores the finals (not one optimised against)."),
+    prompt_file: Optional[Path] = typer.Argument(
+        None,
+        help="Prompt file, as textsleep batch reads it: one a line, options for one line after ' -- ', '#' comments.",
+    ),
+    judge_model: str = typer.Option(
+        "ViT-L-14", "--judge-model", help="CLIP model that scores the finals (not one optimised against)."
+    ),
     judge_pretrained: str = typer.Option("openai", "--judge-pretrained", help="Its pretrained tag or checkpoint file."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds; every prompt is dreamt once per seed."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the runs and the report [default: outputs/eval-DATE-TIME]."),
-    compare_files: Optional[list[Path]] = typer.Option(None, "--compare", help="Compare two results.json files (give --compare twice)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Folder for the runs and the report [default: outputs/eval-DATE-TIME]."
+    ),
+    compare_files: Optional[list[Path]] = typer.Option(
+        None, "--compare", help="Compare two results.json files (give --compare twice)."
+    ),
 ) -> None:
-    """Dream each prompt for a fixed number of steps and score the finals with a judge CLIP (any dream option applies)."""
-    from ..errors import UserError
+    """Dream each prompt for a fixed number of steps and score the finals with a judge CLIP (any dream
+    option applies).
+    """
 
     if compare_files:
         if len(compare_files) != 2 or prompt_file is not None:
-            raise UserError("--compare takes exactly two results files: textsleep eval --compare a.json --compare b.json")
+            raise UserError(
+                "--compare takes exactly two results files: textsleep eval --compare a.json --compare b.json"
+            )
         _print_comparison(*compare_files)
         return
     if prompt_file is None:
@@ -36,13 +55,6 @@ def evaluate(
 
 
 def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_text: str, out: Path | None) -> None:
-    import torch
-
-    from .. import evaluate as ev
-    from ..batch import parse_seeds
-    from ..models import ModelCache, resolve_device, resolve_dtype
-    from ..options import parse_options
-    from ..settings import DreamSettings
 
     seeds = parse_seeds(seeds_text)
     options = parse_options(list(ctx.args))
@@ -59,17 +71,27 @@ def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_
     total = len(jobs)
     for row in ev.run_eval(jobs, judge, out=folder / "runs", models=models):
         rows.append(row)
-        typer.echo(f"[{len(rows)}/{total}] judge {row.judge_score:.4f}  {row.seconds:.1f} s  seed {row.seed}  {row.prompt}")
-    meta = {"prompt_file": str(prompt_file), "seeds": seeds, "judge": {"model": judge_model, "pretrained": judge_pretrained},
-            "options": options, "settings": base.to_dict(), "torch": torch.__version__}
+        typer.echo(
+            f"[{len(rows)}/{total}] judge {row.judge_score:.4f}  {row.seconds:.1f} s  seed {row.seed}  {row.prompt}"
+        )
+    meta = {
+        "prompt_file": str(prompt_file),
+        "seeds": seeds,
+        "judge": {"model": judge_model, "pretrained": judge_pretrained},
+        "options": options,
+        "settings": base.to_dict(),
+        "torch": torch.__version__,
+    }
     results = ev.write_results(rows, meta, folder)
     s = ev.summary(rows)
-    typer.echo(f"mean judge score {s['mean_judge_score']:.4f} over {s['images']} pictures, {s['mean_seconds_per_image']:.1f} s per picture")
+    typer.echo(
+        f"mean judge score {s['mean_judge_score']:.4f} over {s['images']} pictures, "
+        f"{s['mean_seconds_per_image']:.1f} s per picture"
+    )
     typer.echo(f"report: {results} (+ results.csv, sheet.png)")
 
 
 def _print_comparison(a: Path, b: Path) -> None:
-    from .. import evaluate as ev
 
     c = ev.compare(a, b)
     width = max(len(r["prompt"]) for r in c["rows"])
@@ -77,8 +99,13 @@ def _print_comparison(a: Path, b: Path) -> None:
     for r in c["rows"]:
         typer.echo(f"{r['prompt']:<{width}}  {r['a']:7.4f}  {r['b']:7.4f}  {r['diff']:+7.4f}")
     typer.echo(f"{'mean':<{width}}  {c['mean_a']:7.4f}  {c['mean_b']:7.4f}  {c['mean_diff']:+7.4f}")
-    typer.echo(f"B better on {c['b_better']} of {c['prompts']} prompts; seconds per picture A {c['seconds_a']:.1f}, B {c['seconds_b']:.1f}")
+    typer.echo(
+        f"B better on {c['b_better']} of {c['prompts']} prompts; seconds per picture A {c['seconds_a']:.1f}, B "
+        f"{c['seconds_b']:.1f}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(cli_errors(evaluate))
+    app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+        cli_errors(evaluate)
+    )

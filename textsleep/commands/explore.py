@@ -15,8 +15,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import explore
+from ..errors import UserError
+from ..imagenet import class_label, resolve_class, search_classes
+from ..media import VIDEO_SUFFIXES, VideoWriter, make_grid, to_pil
+from ..outputs import save_png, slugify, write_json
+from ..starts import load_latents
 from ..version import __version__
-from .common import cli_errors, echo_err, settings_default as d
+from .common import cli_errors, echo_err
+from .common import settings_default as d
 from .options import EXPLORE_TRUNCATION, AnimationOptions, ClassArg, GridOptions, Seed, Truncation, with_options
 
 __all__ = ["register"]
@@ -26,7 +33,6 @@ _PNG = (".png",)
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _mkdir(folder: Path, given: str) -> None:
-    from ..errors import UserError
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -35,9 +41,9 @@ def _mkdir(folder: Path, given: str) -> None:
 
 
 def _out_path(out: str | None, stem: str, allowed: tuple[str, ...]) -> Path:
-    """``--out`` itself (its extension must be one of ``allowed``), or a new ``stem`` name in a folder (default outputs/)."""
-    from ..errors import UserError
-    from ..outputs import slugify
+    """``--out`` itself (its extension must be one of ``allowed``), or a new ``stem`` name in a folder (default
+    outputs/).
+    """
 
     if out is not None:
         path = Path(out).expanduser()
@@ -59,20 +65,17 @@ def _out_path(out: str | None, stem: str, allowed: tuple[str, ...]) -> Path:
 
 
 def _classes(specs: list[str]) -> list[int]:
-    from ..imagenet import resolve_class
 
     return [resolve_class(spec) for spec in specs]
 
 
 def _label(index: int) -> str:
-    from ..imagenet import class_label
 
     return class_label(index)
 
 
 def _numbers(text: str, option: str) -> list[float]:
     """``"0.1,0.5, 1"`` → [0.1, 0.5, 1.0]."""
-    from ..errors import UserError
 
     values = []
     for part in text.replace(" ", ",").split(","):
@@ -81,7 +84,9 @@ def _numbers(text: str, option: str) -> list[float]:
         try:
             values.append(float(part))
         except ValueError:
-            raise UserError(f"{option} {part!r}: not a number (write numbers separated by commas, e.g. 0.2,0.5,1)") from None
+            raise UserError(
+                f"{option} {part!r}: not a number (write numbers separated by commas, e.g. 0.2,0.5,1)"
+            ) from None
     if not values:
         raise UserError(f"{option} {text!r}: give at least one number")
     return values
@@ -96,9 +101,6 @@ def _grid(grid: GridOptions, stem: str, draw: Callable, *, cols: int, command: s
 
     Returns the grid's path, the pictures and the BigGAN's name.
     """
-    from ..errors import UserError
-    from ..media import make_grid, to_pil
-    from ..outputs import save_png
 
     if grid.pad < 0:
         raise UserError(f"--pad {grid.pad}: must be 0 or more")
@@ -114,8 +116,6 @@ def _animation(video: AnimationOptions, stem: str, draw: Callable, *, command: s
 
     ``draw`` returns the frame batches and any recipe fields that need the model.
     """
-    from ..media import VIDEO_SUFFIXES, VideoWriter
-    from ..outputs import write_json
 
     path = _out_path(video.out, stem, VIDEO_SUFFIXES)
     VideoWriter(path, fps=video.fps)  # checks the fps for the format before any model loads; opens nothing
@@ -131,10 +131,12 @@ def _animation(video: AnimationOptions, stem: str, draw: Callable, *, command: s
 
 
 # ---------------------------------------------------------------------------------------------- classes
-def classes(query: Optional[str] = typer.Argument(None, metavar="[QUERY]", help="Part of a name, or an index; all 1000 classes when omitted.")) -> None:
+def classes(
+    query: Optional[str] = typer.Argument(
+        None, metavar="[QUERY]", help="Part of a name, or an index; all 1000 classes when omitted."
+    ),
+) -> None:
     """List or search the 1000 ImageNet classes BigGAN knows (as "971) bubble")."""
-    from ..errors import UserError
-    from ..imagenet import class_label, search_classes
 
     hits = search_classes(query)
     if not hits:
@@ -150,7 +152,10 @@ def classes(query: Optional[str] = typer.Argument(None, metavar="[QUERY]", help=
 # ---------------------------------------------------------------------------------------------- sample
 @with_options
 def sample(
-    class_: Annotated[list[str], typer.Option("--class", "-c", help="A class: index, name or '971) bubble' (repeatable; one grid row each).")],
+    class_: Annotated[
+        list[str],
+        typer.Option("--class", "-c", help="A class: index, name or '971) bubble' (repeatable; one grid row each)."),
+    ],
     n: Annotated[int, typer.Option("--n", help="Samples per class (grid columns).")] = 4,
     seed: Seed = 0,
     truncation: Truncation = EXPLORE_TRUNCATION,
@@ -158,22 +163,35 @@ def sample(
     grid: GridOptions,
 ) -> None:
     """Class-conditional samples with the truncation trick: a grid PNG and the single pictures beside it."""
-    from .. import explore
-    from ..media import to_pil
-    from ..outputs import save_png, slugify
 
     indices = _classes(class_)
     labels = [_label(i) for i in indices]
     layout = "one row per class; column j uses the seed's j-th latent"
     path, images, name = _grid(
-        grid, "sample-" + "-".join(map(str, indices)), lambda model: explore.sample_grid(model, indices, n, seed, truncation, grid.batch),
-        cols=n, command="sample", classes=labels, n=n, seed=seed, truncation=truncation, layout=layout,
+        grid,
+        "sample-" + "-".join(map(str, indices)),
+        lambda model: explore.sample_grid(model, indices, n, seed, truncation, grid.batch),
+        cols=n,
+        command="sample",
+        classes=labels,
+        n=n,
+        seed=seed,
+        truncation=truncation,
+        layout=layout,
     )
     singles = path.with_suffix("")
     singles.mkdir(exist_ok=True)
     for k, image in enumerate(images):
         row, col = divmod(k, n)
-        one = _recipe("sample", name, **{"class": labels[row]}, seed=seed, sample=col, truncation=truncation, note="the seed's latent number `sample` (from 0)")
+        one = _recipe(
+            "sample",
+            name,
+            **{"class": labels[row]},
+            seed=seed,
+            sample=col,
+            truncation=truncation,
+            note="the seed's latent number `sample` (from 0)",
+        )
         save_png(to_pil(image), singles / f"{row}-{col}-{slugify(labels[row])}.png", {"recipe": one})
     typer.echo(f"saved {path} ({len(indices)}x{n}) and {len(images)} pictures in {singles}")
 
@@ -181,9 +199,6 @@ def sample(
 # ---------------------------------------------------------------------------------------------- interpolate
 def _endpoint_spec(spec: str, default_seed: int, which: str) -> dict:
     """An endpoint before the model loads: a run folder's saved latents, or a class with a seed (CLASS@SEED)."""
-    from ..errors import UserError
-    from ..imagenet import resolve_class
-    from ..starts import load_latents
 
     if Path(spec).expanduser().exists():
         return {"run": spec, "saved": load_latents(spec)}
@@ -198,7 +213,6 @@ def _endpoint_spec(spec: str, default_seed: int, which: str) -> dict:
 
 
 def _endpoint(model, spec: dict, truncation: float):
-    from .. import explore
 
     if "run" in spec:
         return explore.run_point(model, spec["saved"], spec["run"])
@@ -214,11 +228,19 @@ def _describe(point) -> dict:
 
 @with_options
 def interpolate(
-    a: Annotated[str, typer.Argument(metavar="A", help="Start: a class (index, name, '971) bubble'), optionally CLASS@SEED, or a finished run folder.")],
+    a: Annotated[
+        str,
+        typer.Argument(
+            metavar="A",
+            help="Start: a class (index, name, '971) bubble'), optionally CLASS@SEED, or a finished run folder.",
+        ),
+    ],
     b: Annotated[str, typer.Argument(metavar="B", help="End: the same kinds as A.")],
     frames: Annotated[int, typer.Option("--frames", help="Frames from A to B (at least 2).")] = 48,
     mode: Annotated[str, typer.Option("--mode", help="How the latents move: linear or slerp.")] = "linear",
-    space: Annotated[str, typer.Option("--space", help="What moves: both, class (z stays A's) or latent (classes stay A's).")] = "both",
+    space: Annotated[
+        str, typer.Option("--space", help="What moves: both, class (z stays A's) or latent (classes stay A's).")
+    ] = "both",
     loop: Annotated[bool, typer.Option("--loop", help="Come back to A (seamless when repeated).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of class endpoints without their own @SEED.")] = 0,
     truncation: Truncation = EXPLORE_TRUNCATION,
@@ -226,7 +248,6 @@ def interpolate(
     video: AnimationOptions,
 ) -> None:
     """Morph A into B in class space, latent space or both, as a GIF or MP4 (frames stream to the file)."""
-    from .. import explore
 
     explore.check_mix(mode, space)
     spec_a, spec_b = _endpoint_spec(a, seed, "A"), _endpoint_spec(b, seed, "B")
@@ -237,7 +258,17 @@ def interpolate(
         return morph, {"a": _describe(start), "b": _describe(end)}
 
     stem = "-".join(Path(s["run"]).name if "run" in s else str(s["class"]) for s in (spec_a, spec_b))
-    _animation(video, f"interpolate-{stem}", draw, command="interpolate", frames_a_to_b=frames, mode=mode, space=space, loop=loop, truncation=truncation)
+    _animation(
+        video,
+        f"interpolate-{stem}",
+        draw,
+        command="interpolate",
+        frames_a_to_b=frames,
+        mode=mode,
+        space=space,
+        loop=loop,
+        truncation=truncation,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- breed
@@ -245,8 +276,13 @@ def interpolate(
 def breed(
     a: Annotated[str, typer.Argument(metavar="A", help="Class A (index, name or '971) bubble').")],
     b: Annotated[str, typer.Argument(metavar="B", help="Class B.")],
-    ratio: Annotated[list[str], typer.Option("--ratio", help="Share of A in [0, 1]: y = r·A + (1−r)·B (repeatable, or 1,0.5,0).")] = ["0.5"],
-    strip: Annotated[Optional[int], typer.Option("--strip", help="A strip of N ratios from 1 (all A) to 0 (all B), instead of --ratio.")] = None,
+    ratio: Annotated[
+        list[str], typer.Option("--ratio", help="Share of A in [0, 1]: y = r·A + (1−r)·B (repeatable, or 1,0.5,0).")
+    ] = ["0.5"],
+    strip: Annotated[
+        Optional[int],
+        typer.Option("--strip", help="A strip of N ratios from 1 (all A) to 0 (all B), instead of --ratio."),
+    ] = None,
     n: Annotated[int, typer.Option("--n", help="Latents (grid rows), from the seed.")] = 1,
     seed: Seed = 0,
     truncation: Truncation = EXPLORE_TRUNCATION,
@@ -254,8 +290,6 @@ def breed(
     grid: GridOptions,
 ) -> None:
     """Breed two classes: mix their class vectors with the same latent."""
-    from .. import explore
-    from ..errors import UserError
 
     if strip is not None:
         if strip < 2:
@@ -270,8 +304,16 @@ def breed(
     ia, ib = _classes([a, b])
     seeds = [seed + k for k in range(n)]
     path, _, _ = _grid(
-        grid, f"breed-{ia}-{ib}", lambda model: explore.breed(model, ia, ib, ratios, seeds, truncation, grid.batch),
-        cols=len(ratios), command="breed", a=_label(ia), b=_label(ib), ratios=ratios, seeds=seeds, truncation=truncation,
+        grid,
+        f"breed-{ia}-{ib}",
+        lambda model: explore.breed(model, ia, ib, ratios, seeds, truncation, grid.batch),
+        cols=len(ratios),
+        command="breed",
+        a=_label(ia),
+        b=_label(ib),
+        ratios=ratios,
+        seeds=seeds,
+        truncation=truncation,
         layout="one row per seed, one column per ratio",
     )
     typer.echo(f"saved {path} ({n}x{len(ratios)})")
@@ -282,19 +324,28 @@ def breed(
 def hallucinate(
     class_: ClassArg,
     n: Annotated[int, typer.Option("--n", help="Hallucinations (after the original).")] = 4,
-    keep: Annotated[float, typer.Option("--keep", help="Latent values within ±keep·truncation are kept; the rest vary.")] = 0.5,
+    keep: Annotated[
+        float, typer.Option("--keep", help="Latent values within ±keep·truncation are kept; the rest vary.")
+    ] = 0.5,
     seed: Seed = 0,
     truncation: Truncation = EXPLORE_TRUNCATION,
     *,
     grid: GridOptions,
 ) -> None:
     """Background hallucination: keep the latent's values near zero, vary the rest with sin(); original first."""
-    from .. import explore
 
     (index,) = _classes([class_])
     path, _, _ = _grid(
-        grid, f"hallucinate-{index}", lambda model: explore.hallucinate(model, index, seed, n, truncation, keep, grid.batch),
-        cols=n + 1, command="hallucinate", **{"class": _label(index)}, n=n, keep=keep, seed=seed, truncation=truncation,
+        grid,
+        f"hallucinate-{index}",
+        lambda model: explore.hallucinate(model, index, seed, n, truncation, keep, grid.batch),
+        cols=n + 1,
+        command="hallucinate",
+        **{"class": _label(index)},
+        n=n,
+        keep=keep,
+        seed=seed,
+        truncation=truncation,
         layout="original, then phases 2πk/n",
     )
     typer.echo(f"saved {path} (1x{n + 1})")
@@ -304,21 +355,29 @@ def hallucinate(
 @with_options
 def zoom(
     class_: ClassArg,
-    levels: Annotated[str, typer.Option("--levels", help="Values of a in z → −a·z/|z|, comma-separated, each > 0.")] = "0.25,0.5,0.75,1,1.25,1.5,1.75,2",
+    levels: Annotated[
+        str, typer.Option("--levels", help="Values of a in z → −a·z/|z|, comma-separated, each > 0.")
+    ] = "0.25,0.5,0.75,1,1.25,1.5,1.75,2",
     seed: Seed = 0,
     truncation: Truncation = EXPLORE_TRUNCATION,
     *,
     grid: GridOptions,
 ) -> None:
     """Natural zoom: z → −a·z/|z| for growing a; one picture per level, in a row."""
-    from .. import explore
 
     values = _numbers(levels, "--levels")
     explore.check_levels(values)  # before the model loads
     (index,) = _classes([class_])
     path, _, _ = _grid(
-        grid, f"zoom-{index}", lambda model: explore.zoom(model, index, seed, values, truncation, grid.batch),
-        cols=len(values), command="zoom", **{"class": _label(index)}, levels=values, seed=seed, truncation=truncation,
+        grid,
+        f"zoom-{index}",
+        lambda model: explore.zoom(model, index, seed, values, truncation, grid.batch),
+        cols=len(values),
+        command="zoom",
+        **{"class": _label(index)},
+        levels=values,
+        seed=seed,
+        truncation=truncation,
     )
     typer.echo(f"saved {path} (1x{len(values)})")
 
@@ -327,25 +386,38 @@ def zoom(
 @with_options
 def truncation_sweep(
     class_: Annotated[list[str], typer.Argument(metavar="CLASS...", help="Classes (one or more rows each).")],
-    values: Annotated[str, typer.Option("--values", help="Truncations in (0, 1], comma-separated (grid columns).")] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
+    values: Annotated[
+        str, typer.Option("--values", help="Truncations in (0, 1], comma-separated (grid columns).")
+    ] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
     n: Annotated[int, typer.Option("--n", help="Rows (latents) per class.")] = 1,
-    fresh: Annotated[bool, typer.Option("--fresh", help="A new latent in every cell (default: a row keeps its latent across columns).")] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="A new latent in every cell (default: a row keeps its latent across columns)."),
+    ] = False,
     seed: Seed = 0,
     *,
     grid: GridOptions,
 ) -> None:
     """One grid: rows are classes (× --n latents), columns truncation values."""
-    from .. import explore
 
     truncations = _numbers(values, "--values")
     explore.check_values(truncations)  # before the model loads
     indices = _classes(class_)
-    layout = "rows: classes × n latents; columns: truncations; " + ("a new latent per cell" if fresh else "a row keeps its latent")
+    layout = "rows: classes × n latents; columns: truncations; " + (
+        "a new latent per cell" if fresh else "a row keeps its latent"
+    )
     path, _, _ = _grid(
-        grid, "truncation-sweep-" + "-".join(map(str, indices)),
+        grid,
+        "truncation-sweep-" + "-".join(map(str, indices)),
         lambda model: explore.truncation_sweep(model, indices, truncations, seed, n, fresh, grid.batch),
-        cols=len(truncations), command="truncation-sweep", classes=[_label(i) for i in indices], values=truncations, n=n, fresh=fresh,
-        seed=seed, layout=layout,
+        cols=len(truncations),
+        command="truncation-sweep",
+        classes=[_label(i) for i in indices],
+        values=truncations,
+        n=n,
+        fresh=fresh,
+        seed=seed,
+        layout=layout,
     )
     typer.echo(f"saved {path} ({len(indices) * n}x{len(truncations)})")
 
@@ -361,13 +433,18 @@ def loop(
     video: AnimationOptions,
 ) -> None:
     """A seamless latent loop, z(t) = z0·cos t + z1·sin t, as a GIF or MP4."""
-    from .. import explore
 
     frames = round(seconds * video.fps)
     (index,) = _classes([class_])
     _animation(
-        video, f"loop-{index}", lambda model: (explore.loop(model, index, seed, frames, truncation, video.batch), {}),
-        command="loop", **{"class": _label(index)}, seconds=seconds, seed=seed, truncation=truncation,
+        video,
+        f"loop-{index}",
+        lambda model: (explore.loop(model, index, seed, frames, truncation, video.batch), {}),
+        command="loop",
+        **{"class": _label(index)},
+        seconds=seconds,
+        seed=seed,
+        truncation=truncation,
     )
 
 

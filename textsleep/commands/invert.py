@@ -5,25 +5,48 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from tqdm.auto import tqdm
 
-from .common import cli_errors, settings_default as d
+from ..invert import invert_photo
+from ..runs import read_record
+from .common import cli_errors
+from .common import settings_default as d
 from .options import BigGAN, Device, Precision, Quiet, Seed, Size, Truncation
 
 __all__ = ["register"]
 
 
 def invert(
-    photo: Annotated[str, typer.Argument(metavar="PHOTO", help="The picture to find in BigGAN's latent space (PNG, JPEG, …; its centre square is used).")],
+    photo: Annotated[
+        str,
+        typer.Argument(
+            metavar="PHOTO",
+            help="The picture to find in BigGAN's latent space (PNG, JPEG, …; its centre square is used).",
+        ),
+    ],
     iterations: Annotated[int, typer.Option("--iterations", "-i", help="Optimisation steps.")] = 300,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = float(d("lr")),
     cutouts: Annotated[int, typer.Option("--cutouts", help="Random crops CLIP compares with the photo per step.")] = 32,
-    pixel_weight: Annotated[float, typer.Option("--pixel-weight", help="Weight of the low-resolution pixel loss against CLIP's similarity.")] = 500.0,
-    pixel_size: Annotated[int, typer.Option("--pixel-size", help="Side in pixels at which render and photo are compared.")] = 32,
-    candidates: Annotated[int, typer.Option("--candidates", help="Start from the best of K one-class starts (classes CLIP finds closest to the photo).")] = 8,
+    pixel_weight: Annotated[
+        float, typer.Option("--pixel-weight", help="Weight of the low-resolution pixel loss against CLIP's similarity.")
+    ] = 500.0,
+    pixel_size: Annotated[
+        int, typer.Option("--pixel-size", help="Side in pixels at which render and photo are compared.")
+    ] = 32,
+    candidates: Annotated[
+        int,
+        typer.Option(
+            "--candidates", help="Start from the best of K one-class starts (classes CLIP finds closest to the photo)."
+        ),
+    ] = 8,
     seed: Seed = 0,
     truncation: Truncation = float(d("truncation")),
-    clip_model: Annotated[str, typer.Option("--clip-model", help="open_clip model name or JSON config path.")] = "ViT-B-32",
-    clip_pretrained: Annotated[str, typer.Option("--clip-pretrained", help="open_clip pretrained tag or checkpoint file.")] = "openai",
+    clip_model: Annotated[
+        str, typer.Option("--clip-model", help="open_clip model name or JSON config path.")
+    ] = "ViT-B-32",
+    clip_pretrained: Annotated[
+        str, typer.Option("--clip-pretrained", help="open_clip pretrained tag or checkpoint file.")
+    ] = "openai",
     size: Size = int(d("size")),
     biggan: BigGAN = None,
     device: Device = d("device"),
@@ -31,16 +54,30 @@ def invert(
     out: Annotated[str, typer.Option("--out", "-o", help="Folder for run folders.")] = d("out"),
     quiet: Quiet = False,
 ) -> None:
-    """Find latents and class vectors whose picture matches a photo; saves a run folder (--init / interpolate endpoint)."""
-    from ..invert import invert_photo
-    from ..runs import read_record
+    """Find latents and class vectors whose picture matches a photo; saves a run folder (--init / interpolate
+    endpoint).
+    """
 
     progress = None if quiet else _Progress(iterations, pixel_weight)
     try:
         run_dir = invert_photo(
-            photo, iterations=iterations, lr=lr, cutouts=cutouts, pixel_weight=pixel_weight, pixel_size=pixel_size, candidates=candidates,
-            seed=seed, truncation=truncation, clip_model=clip_model, clip_pretrained=clip_pretrained, size=size, biggan=biggan,
-            device=device, precision=precision, out=out, on_step=progress,
+            photo,
+            iterations=iterations,
+            lr=lr,
+            cutouts=cutouts,
+            pixel_weight=pixel_weight,
+            pixel_size=pixel_size,
+            candidates=candidates,
+            seed=seed,
+            truncation=truncation,
+            clip_model=clip_model,
+            clip_pretrained=clip_pretrained,
+            size=size,
+            biggan=biggan,
+            device=device,
+            precision=precision,
+            out=out,
+            on_step=progress,
         )
     finally:
         if progress is not None:
@@ -60,11 +97,11 @@ class _Progress:
 
     def __call__(self, step) -> None:
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=self.total, desc="inverting", unit="step", dynamic_ncols=True)
         self.bar.update(1)
-        self.bar.set_postfix(pixel=f"{step.losses['extra'] / max(self.pixel_weight, 1e-12):.4f}", clip=f"{step.score:.3f}", refresh=False)
+        self.bar.set_postfix(
+            pixel=f"{step.losses['extra'] / max(self.pixel_weight, 1e-12):.4f}", clip=f"{step.score:.3f}", refresh=False
+        )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -14,6 +14,7 @@ from typing import Annotated, Optional, get_type_hints
 
 import typer
 
+from ..explore import load_generator
 from .common import settings_default as d
 
 __all__ = [
@@ -41,11 +42,20 @@ EXPLORE_TRUNCATION = 0.4  # BigGAN's samples look their best around here; the dr
 
 Seed = Annotated[int, typer.Option("--seed", help="Random seed of the latents (recorded with the output).")]
 Truncation = Annotated[
-    float, typer.Option("--truncation", help="0 < t <= 1: latents from a truncated normal (±2) scaled by t; BigGAN uses the matching statistics.")
+    float,
+    typer.Option(
+        "--truncation",
+        help="0 < t <= 1: latents from a truncated normal (±2) scaled by t; BigGAN uses the matching statistics.",
+    ),
 ]
 Size = Annotated[int, typer.Option("--size", help="BigGAN-deep model: 128, 256 or 512.")]
 BigGAN = Annotated[
-    Optional[str], typer.Option("--biggan", help="BigGAN shortcut name, folder (pytorch_model.bin + config.json) or URL of one.", show_default="biggan-deep-SIZE")
+    Optional[str],
+    typer.Option(
+        "--biggan",
+        help="BigGAN shortcut name, folder (pytorch_model.bin + config.json) or URL of one.",
+        show_default="biggan-deep-SIZE",
+    ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 Precision = Annotated[str, typer.Option("--precision", help="auto, fp32, bf16 or fp16.")]
@@ -57,7 +67,12 @@ ClassArg = Annotated[str, typer.Argument(metavar="CLASS", help="The class (index
 
 
 def _out(kind: str):
-    return typer.Option("--out", "-o", help=f"Output file ({kind}; the extension picks the format) or a folder for a new name.", show_default="outputs/…")
+    return typer.Option(
+        "--out",
+        "-o",
+        help=f"Output file ({kind}; the extension picks the format) or a folder for a new name.",
+        show_default="outputs/…",
+    )
 
 
 GridOut = Annotated[Optional[str], _out(".png")]
@@ -76,7 +91,6 @@ class RenderOptions:
 
     def load(self):
         """The BigGAN and its name (:func:`textsleep.explore.load_generator`)."""
-        from ..explore import load_generator
 
         return load_generator(self.size, self.biggan, self.device, self.precision)
 
@@ -105,7 +119,10 @@ def with_options(command):
     """
     *own, group = inspect.signature(command, eval_str=True).parameters.values()
     hints = get_type_hints(group.annotation, include_extras=True)
-    options = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name], default=f.default) for f in fields(group.annotation)]
+    options = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name], default=f.default)
+        for f in fields(group.annotation)
+    ]
 
     @functools.wraps(command)
     def wrapper(**kwargs):

@@ -6,10 +6,14 @@ import os
 import platform
 from typing import Optional
 
+import torch
 import typer
+from huggingface_hub import constants
 
+from .. import weights
+from ..errors import UserError
+from ..models import clip_cached, load_clip, resolve_device, resolve_dtype
 from ..version import __version__
-
 from .common import cli_errors
 
 __all__ = ["register"]
@@ -21,13 +25,12 @@ def download(
     clip_pretrained: str = typer.Option("openai", "--clip-pretrained", help="Its pretrained tag."),
     no_clip: bool = typer.Option(False, "--no-clip", help="Do not fetch CLIP."),
     no_biggan: bool = typer.Option(False, "--no-biggan", help="Do not fetch BigGAN."),
-    upscaler: Optional[list[str]] = typer.Option(None, "--upscaler", help="Also fetch this upscaler (RealESRGAN_x4plus, RealESRGAN_x2plus); repeatable."),
+    upscaler: Optional[list[str]] = typer.Option(
+        None, "--upscaler", help="Also fetch this upscaler (RealESRGAN_x4plus, RealESRGAN_x2plus); repeatable."
+    ),
     force: bool = typer.Option(False, "--force", help="Fetch again even when cached (replaces a corrupted file)."),
 ) -> None:
     """Fetch weights now (for an offline machine: download, copy the caches, run)."""
-    from .. import weights
-    from ..errors import UserError
-    from ..models import load_clip
 
     sizes = () if no_biggan else ("128", "256", "512") if size == "all" else (size,)
     for s in sizes:
@@ -44,18 +47,12 @@ def download(
         typer.echo(f"{name}: {weights.upscaler_file(name, progress=True, force=force)}")
     if not no_clip:
         load_clip(clip_model, clip_pretrained, "cpu")
-        from huggingface_hub import constants
 
         typer.echo(f"CLIP {clip_model} ({clip_pretrained}): in {constants.HF_HUB_CACHE}")
 
 
 def doctor() -> None:
     """Devices, precision support, versions, caches and which models are present."""
-    import torch
-    from huggingface_hub import constants
-
-    from .. import weights
-    from ..models import resolve_device, resolve_dtype
 
     def line(key: str, value: object) -> None:
         typer.echo(f"{key:<22} {value}")
@@ -63,14 +60,19 @@ def doctor() -> None:
     line("textsleep", __version__)
     line("python", platform.python_version())
     line("torch", torch.__version__)
-    cuda = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    cuda = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
     line("cuda", ", ".join(cuda) if cuda else "not available")
     line("mps", "available" if torch.backends.mps.is_available() else "not available")
     device = resolve_device("auto")
     line("auto device", device)
     line("auto precision", str(resolve_dtype("auto", device)).replace("torch.", ""))
     line("cache (BigGAN)", f"{weights.cache_root()}  (TEXTSLEEP_CACHE)")
-    line("cache (CLIP)", f"{constants.HF_HUB_CACHE}  (HF_HOME; offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})")
+    line(
+        "cache (CLIP)",
+        f"{constants.HF_HUB_CACHE}  (HF_HOME; offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})",
+    )
     mirror = os.environ.get("TEXTSLEEP_BIGGAN_URL")
     line("BigGAN mirror", mirror or "not set (TEXTSLEEP_BIGGAN_URL)")
     cached = {m["name"]: m for m in weights.cached_models()}
@@ -80,14 +82,21 @@ def doctor() -> None:
     upscalers = {m["name"]: m for m in weights.cached_upscalers()}
     for name in weights.UPSCALERS:
         found = upscalers.get(name)
-        line(name, f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else "not cached (textsleep download --upscaler NAME)")
+        line(
+            name,
+            f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}"
+            if found
+            else "not cached (textsleep download --upscaler NAME)",
+        )
     line("upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)")
-    from ..models import clip_cached
 
     clip_ok = clip_cached("ViT-B-32", "openai")
     line("ViT-B-32 (openai)", "cached" if clip_ok else "not cached")
     need = not (clip_ok and weights.is_cached("biggan-deep-512"))
-    line("network needed", "yes, for the default settings (textsleep download fetches ahead)" if need else "no, the defaults run offline")
+    line(
+        "network needed",
+        "yes, for the default settings (textsleep download fetches ahead)" if need else "no, the defaults run offline",
+    )
 
 
 def register(app: typer.Typer) -> None:
