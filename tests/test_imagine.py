@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from textsleep import Imagine, UserError
+from textsleep import Hook, Imagine, Status, UserError
 from textsleep.outputs import read_png_text
 
 
@@ -98,19 +98,21 @@ def test_the_dream_lowers_its_loss(tiny_options):
 
 def test_big_sleep_keyword_names(tiny_options):
     options = {k: v for k, v in tiny_options.items() if k != "cutouts"}
-    imagine = Imagine(text="tree", num_cutouts=3, text_min="snow", **options)
-    assert imagine.settings.cutouts == 3 and imagine.prompts[-1].weight == -1.0
+    imagine = Imagine(text="tree", num_cutouts=3, text_min="snow", image_size=256, **options)
+    assert imagine.settings.cutouts == 3 and imagine.prompts[-1].weight == -1.0 and imagine.settings.size == 256
+    with pytest.raises(UserError, match="num_cutouts is big-sleep's name for cutouts"):
+        Imagine(text="tree", num_cutouts=3, **tiny_options)
 
 
 # ------------------------------------------------------------------------------------------------ stories
 def _targets_seen(imagine, seen):
     from textsleep.dream import encode_prompts
-    from textsleep.prompts import parse_prompts
+    from textsleep.prompts import parse_prompts, story_parts
 
     def hook(im, step):
-        clip = im.dream.clip
+        clip = im.dream.judges[0].clip
         embeds = im.dream.judges[0].prompt_embeds
-        for part, text in enumerate(im.story_texts):
+        for part, text in enumerate(story_parts(im.settings.text)):
             if torch.allclose(embeds, encode_prompts(clip, parse_prompts(text))[0].to(embeds)):
                 seen.append((step.index, part))
                 return
@@ -197,22 +199,86 @@ def test_stop_saves_and_returns(tiny_options):
     assert json.loads((resumed / "run.json").read_text())["status"] == "finished"
 
 
+class Recorder(Hook):
+    """Notes each step and each close; stops the run, fails or is interrupted (Ctrl-C) at a step when asked."""
+
+    def __init__(self, stop_at=None, fail_at=None, interrupt_at=None):
+        self.steps, self.closed = [], []
+        self.stop_at, self.fail_at, self.interrupt_at = stop_at, fail_at, interrupt_at
+
+    def __call__(self, imagine, step):
+        self.steps.append(step.index)
+        if step.index == self.stop_at:
+            imagine.stop()
+        if step.index == self.fail_at:
+            raise RuntimeError("out of memory")
+        if step.index == self.interrupt_at:
+            raise KeyboardInterrupt
+
+    def close(self, imagine, status):
+        self.closed.append((status, imagine.dream.step_count))
+
+
 def test_hooks_see_every_step_and_are_closed(tiny_options):
-    class Recorder:
-        def __init__(self):
-            self.steps, self.closed = [], None
-
-        def __call__(self, imagine, step):
-            self.steps.append(step.index)
-
-        def close(self, imagine, status):
-            self.closed = status
-
     hook = Recorder()
     Imagine("tree", **tiny_options, on_step=[hook])()
-    assert hook.steps == [1, 2, 3, 4] and hook.closed == "finished"
+    assert hook.steps == [1, 2, 3, 4] and hook.closed == [(Status.FINISHED, 4)]
+    assert isinstance(hook.closed[0][0], Status) and hook.closed[0][0] == "finished"  # (a str too, as run.json has it)
+
+
+def test_a_hook_is_closed_once_with_the_status_of_stop_ctrl_c_and_failure(tiny_options):
+    stopped, interrupted, failed = Recorder(stop_at=2), Recorder(interrupt_at=3), Recorder(fail_at=3)
+    run = Imagine("tree", **{**tiny_options, "iterations": 6}, on_step=stopped)()
+    assert (
+        stopped.closed == [(Status.INTERRUPTED, 2)]
+        and json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    )
+    imagine = Imagine("tree", **{**tiny_options, "iterations": 6}, on_step=interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        imagine()
+    record = json.loads((imagine.run_dir / "run.json").read_text())
+    assert interrupted.closed == [(Status.INTERRUPTED, 3)] and record["status"] == "interrupted"
+    assert (
+        record["steps_done"] == 3
+        and torch.load(imagine.run_dir / "checkpoint.pt", weights_only=True)["dream"]["step"] == 3
+    )
+    imagine = Imagine("tree", **{**tiny_options, "iterations": 6}, on_step=failed)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        imagine()
+    record = json.loads((imagine.run_dir / "run.json").read_text())
+    assert failed.closed == [(Status.FAILED, 3)] and record["status"] == "failed" and record["steps_done"] == 2
+    assert imagine.error == "RuntimeError: out of memory" == record["error"]
+
+
+def test_a_plain_function_is_a_hook_and_anything_else_is_refused(tiny_options):
+    seen = []
+    Imagine("tree", **tiny_options, on_step=lambda imagine, step: seen.append(step.index))()
+    assert seen == [1, 2, 3, 4]
+    with pytest.raises(TypeError, match="not a hook"):
+        Imagine("tree", **tiny_options, on_step=[42])
 
 
 def test_run_dir_is_used_as_given(tiny_options, tmp_path):
     run = Imagine("tree", **tiny_options, run_dir=tmp_path / "mine" / "job-1")()
     assert run == tmp_path / "mine" / "job-1" and (run / "image.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------ models handed in
+def test_models_loaded_by_the_user_are_used_and_recorded(tiny, tiny_options):
+    from textsleep import load_biggan, load_clip
+
+    gan, clip = load_biggan(tiny["biggan"]), load_clip(tiny["clip_model"], tiny["clip_pretrained"])
+    options = {k: v for k, v in tiny_options.items() if k not in ("biggan", "clip_model", "clip_pretrained")}
+    imagine = Imagine("a cat", biggan=gan, clip=clip, **options)
+    run = imagine()
+    assert imagine.dream.biggan is gan and imagine.dream.judges[0].clip is clip  # used, not loaded again
+    record = json.loads((run / "run.json").read_text())
+    assert record["models"] == {
+        "biggan": "biggan-deep-128",  # named by its size, from its config
+        "clip": [{"name": clip.name, "pretrained": tiny["clip_pretrained"], "weight": 1.0}],
+    }
+    assert record["settings"]["size"] == 128 and record["settings"]["clip_model"] == [clip.name]
+    with pytest.raises(UserError, match=r"size=256 disagrees with the model handed in \(128\)"):
+        Imagine("a cat", biggan=gan, size=256, **options)
+    with pytest.raises(UserError, match=r"clip='ViT-B-32': give a model from textsleep.load_clip"):
+        Imagine("a cat", clip="ViT-B-32", **options)

@@ -8,13 +8,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from textsleep import explore
+from textsleep import DreamSettings, Hook, Imagine, Status, explore
 from textsleep.cli import app
 from textsleep.errors import UserError
 from textsleep.invert import invert, invert_photo, load_photo, pixel_loss
 from textsleep.media import read_video
 from textsleep.models import load_clip
 from textsleep.render import render
+from textsleep.runs import RunRecord
+from textsleep.starts import load_latents
 from textsleep.testing import random_biggan
 
 runner = CliRunner()
@@ -41,7 +43,7 @@ def test_invert_lowers_its_loss(gan, tiny):
     dream, start = invert(gan, clip, target, seed=0, cutouts=4, ema_decay=0.0, candidates=3)
     assert start["candidates"] == 3 and len(start["scores"]) == 3
     before = pixel_loss(dream.render(), target).item()
-    steps = list(dream.steps(15))
+    steps = [dream.step() for _ in range(15)]
     after = pixel_loss(dream.render(), target).item()
     assert after < 0.5 * before, (before, after)
     assert steps[-1].losses["extra"] < steps[0].losses["extra"]
@@ -58,13 +60,26 @@ def test_load_photo_is_the_centre_square(photo):
     )
 
 
-def test_invert_photo_calls_its_hook_every_step_and_leaves_a_run_folder(tiny, photo, tmp_path):
-    seen = []
+class _Seen(Hook):
+    """A dream's hook, as the command line's progress bar is: the total, the step and its pixel loss; its close."""
+
+    def __init__(self):
+        self.seen, self.closed = [], []
+
+    def __call__(self, run, step):
+        self.seen.append((step.index, run.settings.iterations, step.losses["extra"]))
+
+    def close(self, run, status):
+        self.closed.append(status)
+
+
+def test_invert_photo_calls_its_hooks_as_a_dreams_and_leaves_a_run_folder_as_a_dreams(tiny, photo, tmp_path):
+    hook, seen = _Seen(), []
     clip = {"clip_model": tiny["clip_model"], "clip_pretrained": tiny["clip_pretrained"]}
     run_dir = invert_photo(
         photo,
         candidates=2,
-        on_step=seen.append,
+        on_step=[hook, lambda run, step: seen.append(step.index)],
         iterations=3,
         cutouts=2,
         biggan=tiny["biggan"],
@@ -73,12 +88,54 @@ def test_invert_photo_calls_its_hook_every_step_and_leaves_a_run_folder(tiny, ph
         out=str(tmp_path / "runs"),
         **clip,
     )
-    assert [step.index for step in seen] == [1, 2, 3] and run_dir == tmp_path / "runs" / "invert_photo"
+    assert [i for i, _, _ in hook.seen] == [1, 2, 3] == seen and run_dir == tmp_path / "runs" / "invert_photo"
+    assert all(total == 3 and extra > 0 for _, total, extra in hook.seen) and hook.closed == [Status.FINISHED]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["settings"]["iterations"] == 3 and record["invert"]["start"]["candidates"] == 2
-    with pytest.raises(UserError, match=r"--pixel-size 0"):
-        invert_photo(photo, pixel_size=0, out=str(tmp_path / "none"))
+    dreams = RunRecord(DreamSettings(text="a dream", seed=0)).to_json([run_dir])
+    assert set(record) == set(dreams) | {"invert"} and record["kind"] == "invert" and record["status"] == "finished"
+    assert record["starts"] == [record["invert"]["start"]] and record["final_scores"] == [record["final_score"]]
+    latents = torch.load(run_dir / "latents.pt", weights_only=True)
+    assert set(latents) == {"z", "logits", "truncation", "max_classes", "class_temperature", "biggan", "seed", "step"}
+    assert latents["step"] == 3 and latents["biggan"] == tiny["biggan"] and latents["seed"] == 0
+    with Image.open(run_dir / "image.png") as im:
+        assert json.loads(im.text["invert"])["photo"] == str(photo) and im.text["step"] == "3"
+    with Image.open(run_dir / "target.png") as im:
+        assert im.text["photo"] == str(photo) and im.size == (SIZE, SIZE)
+
+
+@pytest.mark.parametrize(
+    "options, fragments",
+    [
+        ({"pixel_size": 0}, ["--pixel-size 0"]),
+        ({"video": True}, ["video=True", "no use for it"]),
+        ({"text": "a cat", "num_images": 2}, ["text='a cat', num_images=2", "no use for them"]),
+        ({"clip_model": ("ViT-B-32", "RN50")}, ["--clip-model given 2 times"]),
+        ({"truncation": 2.0}, ["--truncation 2.0"]),
+    ],
+)
+def test_invert_photo_refuses_what_it_cannot_use_before_loading_anything(photo, tmp_path, options, fragments):
+    with pytest.raises(UserError) as caught:
+        invert_photo(photo, out=str(tmp_path / "none"), biggan=str(tmp_path / "no-such-biggan"), **options)
+    assert all(f in str(caught.value) for f in fragments), str(caught.value)
     assert not (tmp_path / "none").exists()
+
+
+def test_an_older_inversions_folder_still_starts_dreams_and_walks(gan, tiny_options, tmp_path):
+    """A folder as inversions left it before they were written as dreams are: latents.pt and a shorter run.json."""
+    old = tmp_path / "invert-photo"
+    old.mkdir()
+    point = explore.class_point(gan, 3, seed=1, truncation=1.0)
+    logits = torch.logit(point.classes.clamp(1e-4, 1 - 1e-4))
+    saved = {"z": point.z, "logits": logits, "truncation": 1.0, "max_classes": None, "class_temperature": 2.0}
+    torch.save({**saved, "biggan": "biggan-deep-128", "seed": 0, "step": 300}, old / "latents.pt")
+    record = {"textsleep": "0.1", "kind": "invert", "status": "finished", "prompt": "", "seed": 0, "steps_done": 300}
+    (old / "run.json").write_text(json.dumps({**record, "invert": {"photo": "p.jpg"}, "settings": {}}))
+    walked = explore.run_point(gan, load_latents(old), str(old))
+    assert torch.allclose(walked.z, point.z) and walked.classes.argmax(-1).unique().tolist() == [3]
+    imagine = Imagine("a photo", **{**tiny_options, "init": str(old), "iterations": 1})
+    dream = imagine.prepare()
+    assert imagine.record.starts == [{"init": str(old)}] and torch.allclose(dream.latents.z[0], point.z)
 
 
 # ---------------------------------------------------------------------------------------------- the command

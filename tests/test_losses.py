@@ -17,14 +17,14 @@ def test_clip_similarity_is_weighted_mean_over_cutouts():
     assert torch.allclose(sim, expected, atol=1e-6)
 
 
-def test_clip_loss_lower_when_image_matches_prompt():
+def test_clip_similarity_higher_when_image_matches_prompt():
     prompt = _unit(1, 16)
     same = prompt.expand(4, 16)[None]
     other = _unit(1, 4, 16)
     w = torch.ones(1)
-    assert losses.clip_loss(same, prompt, w) < losses.clip_loss(other, prompt, w)
+    assert losses.clip_similarity(same, prompt, w) > losses.clip_similarity(other, prompt, w)
     # a negative weight turns it round
-    assert losses.clip_loss(same, prompt, -w) > losses.clip_loss(other, prompt, -w)
+    assert losses.clip_similarity(same, prompt, -w) < losses.clip_similarity(other, prompt, -w)
 
 
 def test_latent_loss_small_for_gaussian_large_for_skewed():

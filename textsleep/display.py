@@ -22,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from .errors import UserError
+from .hooks import Hook, Status
 from .media import to_pil
 
 __all__ = ["DEFAULT_EVERY", "in_notebook", "notebook_hook", "NotebookDisplay", "DreamView", "ProgressView"]
@@ -138,8 +139,8 @@ def _duration(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the hook
-class NotebookDisplay:
-    """``on_step`` hook: picture(s) every ``every`` steps and a progress bar, both updated in place.
+class NotebookDisplay(Hook):
+    """A dream's hook: picture(s) every ``every`` steps and a progress bar, both updated in place.
 
     ``close(imagine, status)`` shows the final picture and, when the run was
     stopped, prints how to resume it.
@@ -177,18 +178,17 @@ class NotebookDisplay:
         if picture_due:
             self._picture.update(self._view(imagine, step.index, step.scores or (step.score,), live=True))
 
-    def close(self, imagine, status: str) -> None:
+    def close(self, imagine, status: Status) -> None:
         """The run ended (finished, interrupted or failed): final picture, final bar, and how to resume."""
-        dream = getattr(imagine, "dream", None)
-        done = dream.step_count if dream is not None else 0
+        done = imagine.dream.step_count if imagine.dream is not None else 0
         if self._bar is not None:
             self._bar.update(self._progress(imagine, done, status))
-            if status != "failed":
-                scores = [s for s in getattr(imagine, "final_scores", ()) if s is not None]
+            if status != Status.FAILED:
+                scores = [s for s in imagine.final_scores if s is not None]
                 if len(scores) != imagine.settings.num_images and self._step is not None:
                     scores = list(self._step.scores or (self._step.score,))
                 self._picture.update(self._view(imagine, done, scores, live=False, status=status))
-        if status == "interrupted" and imagine.run_dir is not None:
+        if status == Status.INTERRUPTED and imagine.run_dir is not None:
             print(f"stopped at step {done}; saved to {imagine.run_dir}")
             print(
                 f"resume with: Imagine(resume={str(imagine.run_dir)!r})()   or   textsleep --resume {imagine.run_dir}"
@@ -196,7 +196,7 @@ class NotebookDisplay:
         self._bar = self._picture = None
 
     # ------------------------------------------------------------------------------------------ views
-    def _progress(self, imagine, done: int, status: str | None = None) -> ProgressView:
+    def _progress(self, imagine, done: int, status: Status | None = None) -> ProgressView:
         total = imagine.settings.iterations
         ran = done - (self._first_step or 0)
         elapsed = time.perf_counter() - self._t0
@@ -208,10 +208,9 @@ class NotebookDisplay:
                 text += f" · about {_duration(per_step * (total - done))} left"
         if status is not None:
             text = f"{status}: {text}"
-        return ProgressView(done, total, text, failed=status == "failed")
+        return ProgressView(done, total, text, failed=status == Status.FAILED)
 
-    def _view(self, imagine, done: int, scores, *, live: bool, status: str | None = None) -> DreamView:
-
+    def _view(self, imagine, done: int, scores, *, live: bool, status: Status | None = None) -> DreamView:
         s = imagine.settings
         images = imagine.dream.render(ema=True)
         pictures = [to_pil(images[b]) for b in range(images.shape[0])]

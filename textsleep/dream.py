@@ -1,14 +1,15 @@
-"""The optimisation loop, as a generator of :class:`Step` records.
+"""One dream in progress, stepped by its caller: :class:`Dream` and the :class:`Step` record of each step.
 
 A :class:`Dream` holds everything that changes while dreaming — latents,
 their moving average, the optimiser and the random state — and nothing else:
-it never prints and never writes files.  The caller decides what to do with
-each step (show progress, save, stop).
+it never prints and never writes files.  Each :meth:`Dream.step` returns a
+:class:`Step`; the caller's loop decides what to do with it (show progress,
+save, stop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -48,12 +49,14 @@ class Judge:
 
 
 def encode_prompts(clip: Clip, prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit embeddings (P, D) of text and image prompts, and their weights (P,)."""
-
+    """Unit embeddings (P, D) of text and image prompts, and their weights (P,); warns of a text CLIP cuts off."""
     embeds = []
     with torch.inference_mode():
         for p in prompts:
             if p.kind == "text":
+                if clip.too_long(p.value):
+                    message = f"prompt {p.value[:40]!r}… is longer than CLIP's {clip.context_length} tokens; cut off"
+                    warnings.warn(message, stacklevel=2)
                 embeds.append(clip.encode_text([p.value])[0])
             else:
                 with Image.open(p.value) as im:
@@ -169,11 +172,6 @@ class Dream:
             judge.prompt_embeds = embeds.to(judge.clip.device).clone()
             judge.prompt_weights = weights.to(judge.clip.device).clone()
 
-    @property
-    def clip(self) -> Clip:
-        """The first (or only) CLIP model."""
-        return self.judges[0].clip
-
     def _reset_optimiser(self) -> None:
         self.ema = EMA(self.latents, self.ema_decay)
         self.optimizer = torch.optim.Adam(self.latents.parameters(), lr=self.lr)
@@ -189,11 +187,6 @@ class Dream:
         self._reset_optimiser()
 
     # -------------------------------------------------------------------------------- the loop
-    def steps(self, until: int) -> Iterator[Step]:
-        """Optimise until ``until`` steps have been done in all, yielding after each one."""
-        while self.step_count < until:
-            yield self.step()
-
     def similarity(self, images: torch.Tensor, *, backward_scale: float | None = None) -> torch.Tensor:
         """Weighted CLIP similarity of random cutouts of each picture, averaged over judges: (B,).
 

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["clip_similarity", "clip_loss", "latent_loss", "class_loss", "SIMILARITY_WEIGHT"]
+__all__ = ["clip_similarity", "latent_loss", "class_loss", "SIMILARITY_WEIGHT"]
 
-SIMILARITY_WEIGHT = 100.0  # CLIP similarity vs. the regularisers, as in big-sleep
+SIMILARITY_WEIGHT = 100.0  # the CLIP loss is −SIMILARITY_WEIGHT × similarity, against the regularisers, as in big-sleep
 
 
 def clip_similarity(image_embeds: torch.Tensor, prompt_embeds: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Weighted cosine similarity, averaged over cutouts: (B, C, D) × (P, D) × (P,) → (B,)."""
     sims = torch.einsum("bcd,pd->bcp", image_embeds, prompt_embeds).mean(dim=1)
     return sims @ weights
-
-
-def clip_loss(image_embeds: torch.Tensor, prompt_embeds: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Lower when the cutouts look more like the positive prompts and less like the negative ones."""
-    return -SIMILARITY_WEIGHT * clip_similarity(image_embeds, prompt_embeds, weights)
 
 
 def latent_loss(z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:

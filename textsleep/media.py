@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 import imageio.v2 as imageio
 import numpy as np
@@ -21,13 +21,11 @@ from torch.nn.functional import pad as pad_
 from .errors import UserError
 from .outputs import temp_beside
 
-if TYPE_CHECKING:
-    from PIL import Image
-
 __all__ = [
     "VIDEO_SUFFIXES",
     "to_uint8",
     "to_pil",
+    "to_tensor",
     "centre_square",
     "make_grid",
     "VideoWriter",
@@ -58,14 +56,17 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(to_uint8(image))
 
 
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL image as (3, H, W) float in [0, 1] (RGB whatever its mode): :func:`to_pil` the other way."""
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+
+
 def centre_square(image: Image.Image, size: int) -> torch.Tensor:
     """A PIL image's centre square, resized (bicubic) to (1, 3, size, size) in [0, 1] (RGB whatever the mode)."""
-
     image = image.convert("RGB")
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    return to_tensor(image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC))[None]
 
 
 def make_grid(images: torch.Tensor, *, cols: int | None = None, pad: int = 4, pad_value: float = 1.0) -> torch.Tensor:

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import open_clip
 import torch
@@ -326,23 +327,60 @@ def _ensure_hub_reachable(name: str, tag: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- cache
 class ModelCache:
-    """Loads each model once and hands it out again (batch runs share models across jobs)."""
+    """Loads each model once and hands it out again (a batch's jobs and the web page's dreams share one).
+
+    Models loaded by your own code join it through :meth:`adopt`
+    (``Imagine(biggan=..., clip=...)`` does that); they are moved to the
+    dream's device and precision, as loaded ones are.
+    """
 
     def __init__(self) -> None:
         self._models: dict[tuple, object] = {}
+        self._given: dict[tuple, object] = {}  # models handed in, by what the settings call them
 
     def biggan(self, name: str, device: torch.device, dtype: torch.dtype = torch.float32, *, progress: bool = True):
         key = ("biggan", name, str(device), dtype)
         if key not in self._models:
-            self._models[key] = load_biggan(name, device, progress=progress).to(dtype)
+            given = self._given.get(("biggan", name))
+            model = given if given is not None else load_biggan(name, device, progress=progress)
+            self._models[key] = model.to(device, dtype)
         return self._models[key]
 
     def clip(self, name: str, pretrained: str, device: torch.device, dtype: torch.dtype = torch.float32) -> Clip:
         key = ("clip", name, pretrained, str(device), dtype)
         if key not in self._models:
-            self._models[key] = load_clip(name, pretrained, device).to(device, dtype)
+            given = self._given.get(("clip", name, pretrained))
+            model = given if given is not None else load_clip(name, pretrained, device)
+            self._models[key] = model.to(device, dtype)
         return self._models[key]
 
-    def put(self, kind: str, key: tuple, model) -> None:
-        """Offer an already built model (tests and benchmarks use random ones)."""
-        self._models[(kind, *key)] = model
+    def adopt(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Keep the models in dream ``options`` — ``biggan=`` a loaded BigGAN-deep, ``clip=`` a loaded :class:`Clip`
+        or a list of them — and return the options with the settings that name them instead.
+
+        A BigGAN is named by its size (from its config), a CLIP by its name and
+        pretrained tag; a setting given as well must agree with them.
+        """
+        options, named = dict(options), {}
+        biggan, clips = options.pop("biggan", None), options.pop("clip", None)
+        if isinstance(biggan, torch.nn.Module):
+            named.update(size=biggan.config.output_dim, biggan=None)
+            self._given["biggan", f"biggan-deep-{named['size']}"] = biggan
+        elif biggan is not None:
+            options["biggan"] = biggan
+        if clips is not None:
+            if isinstance(clips, Clip):
+                clips = [clips]
+            if not isinstance(clips, (list, tuple)) or not clips or not all(isinstance(c, Clip) for c in clips):
+                raise UserError(f"clip={clips!r}: give a model from textsleep.load_clip, or a list of them")
+            named.update(clip_model=[c.name for c in clips], clip_pretrained=[c.pretrained for c in clips])
+            self._given.update({("clip", c.name, c.pretrained): c for c in clips})
+        for key, value in named.items():
+            given = options.get(key)
+            if given is not None and _listed(given) != _listed(value):
+                raise UserError(f"{key}={given!r} disagrees with the model handed in ({value!r}); leave it out")
+        return {**options, **named}
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else value

@@ -1,40 +1,48 @@
-"""The run folder: the one place that knows what a dream leaves on disk.
+"""The run folder: the one place that knows what a dream (or a photo inversion) leaves on disk, and writes it.
 
 A run folder holds:
 
-- ``image.png``          the latest picture (the final one once the run ends)
+- ``image.png``          the latest picture (the final one once the run ends), its settings in PNG text metadata
 - ``best.png``           the saved picture with the highest CLIP score
 - ``progress/``          every saved picture, when progress is kept; ``progress.mp4`` made from them
 - ``latents.pt``         the averaged latents, to start another dream from (``--init``) or explore
 - ``checkpoint.pt``      everything needed to resume exactly
-- ``run.json``           the record: settings, seed, models, versions, scores, timings, status
+- ``run.json``           the record (:class:`RunRecord`): settings, seed, models, versions, scores, timings, status
 - ``contact_sheet.png``  with several pictures, all of them side by side (each in its own sub-folder)
+- ``target.png``         an inversion's photo, as it was compared
 
-Every file is written whole or not at all (:mod:`textsleep.outputs`).  While a
-process dreams into a folder it holds the folder's lock (:meth:`RunFolder.lock`),
-so a second process cannot write into it; the operating system drops the lock
-when the process ends, however it ends.
+:meth:`RunFolder.save` writes a save's files in one call, each whole or not at
+all (:mod:`textsleep.outputs`).  A process dreaming into a folder holds its
+lock (:meth:`RunFolder.lock`); the operating system drops it however it ends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import platform
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from filelock import FileLock, Timeout
 from PIL import Image
 
 from . import outputs
 from .errors import UserError
-from .media import VideoWriter, contact_sheet
+from .hooks import Status
+from .media import VideoWriter, contact_sheet, to_pil, to_tensor
+from .prompts import parse_story, story_parts
+from .settings import DreamSettings
+from .version import __version__
 
-__all__ = ["RunFolder", "RUN_FILES", "read_record"]
+__all__ = ["RunFolder", "RunRecord", "RUN_FILES", "read_record"]
 
 RUN_FILES = {
     "image": "image.png",
@@ -45,6 +53,7 @@ RUN_FILES = {
     "progress": "progress",
     "video": "progress.mp4",
     "sheet": "contact_sheet.png",
+    "target": "target.png",
 }
 _LOCK = ".textsleep.lock"
 
@@ -57,6 +66,158 @@ def read_record(folder: str | os.PathLike) -> dict:
     return outputs.read_json(file)
 
 
+# ---------------------------------------------------------------------------------------------- the record
+@dataclass
+class RunRecord:
+    """What a run has done so far: its settings, scores, best steps, timings and status (``run.json``'s content).
+
+    Lists hold one entry per picture (per seed).  ``steps_done`` is the step of
+    the last save: a failed run's record keeps pointing at its last good save.
+    """
+
+    settings: DreamSettings
+    kind: str = "dream"  # or "invert"
+    status: Status = Status.PENDING
+    error: str | None = None
+    steps_done: int = 0
+    final_scores: list[float | None] = field(default_factory=list)
+    best_scores: list[float | None] = field(default_factory=list)
+    best_steps: list[int | None] = field(default_factory=list)
+    starts: list[dict] = field(default_factory=list)  # how each picture's start was chosen
+    seconds: float = 0.0  # time spent in steps, over every attempt
+    stopped_early: dict | None = None  # {"step", "patience", "margin"} when patience ended the run
+    device: str = ""
+    dtype: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # a kind's own entries (an inversion's "invert" recipe)
+    prompts: list[dict] = field(default_factory=list)  # (the first part's, checked; from the settings when not given)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        for name in ("final_scores", "best_scores", "best_steps"):
+            setattr(self, name, list(getattr(self, name)) or [None] * s.num_images)
+        self.prompts = self.prompts or [dataclasses.asdict(p) for p in parse_story(s.text, s.images, s.negatives)[0]]
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> "RunRecord":
+        """An existing run's record, to go on with it (a resumed run starts a new stretch: no early stop, no error)."""
+        data = read_record(folder)
+        keep = ("kind", "status", "steps_done", "final_scores", "best_scores", "best_steps", "starts", "seconds")
+        return cls(DreamSettings.from_dict(data["settings"]), **{k: data[k] for k in keep if data.get(k) is not None})
+
+    # ------------------------------------------------------------------------------------------ the story
+    def part(self, done: int) -> int:
+        """The story part (0-based) that the step after ``done`` steps aims at (0 without a story)."""
+        every, parts = self.settings.change_every, len(story_parts(self.settings.text))
+        return min(done // every, parts - 1) if every else 0
+
+    def _story_at(self, step: int) -> dict[str, Any] | None:
+        """Which part of a story made a picture saved after ``step`` steps (None without a story)."""
+        texts, every, part = story_parts(self.settings.text), self.settings.change_every, self.part(max(step - 1, 0))
+        return {"part": part + 1, "of": len(texts), "target": texts[part], "change_every": every} if texts[1:] else None
+
+    def _story(self) -> dict[str, Any] | None:
+        texts, every = story_parts(self.settings.text), self.settings.change_every
+        if not texts[1:]:
+            return None
+        parts = [{"part": i + 1, "target": text, "from_step": i * every + 1} for i, text in enumerate(texts)]
+        return {"parts": parts, "change_every": every, "at_saved_step": self._story_at(self.steps_done)}
+
+    # ------------------------------------------------------------------------------------------ what is written
+    def better(self, scores: list[float]) -> list[bool]:
+        """Which of these CLIP scores (one per picture) beat the best saved so far."""
+        return [best is None or score > best for score, best in zip(scores, self.best_scores)]
+
+    def note(self, step: int, scores: list[float]) -> None:
+        """A save after ``step`` steps with these CLIP scores (one per picture) is on disk."""
+        for b, better in enumerate(self.better(scores)):
+            if better:
+                self.best_scores[b], self.best_steps[b] = scores[b], step
+        self.final_scores, self.steps_done = list(scores), step
+
+    def png_text(self, b: int, step: int, score: float) -> dict[str, Any]:
+        """Picture ``b``'s PNG text metadata: prompt, seed, step, CLIP score, the settings that make it again."""
+        s, seed = self.settings, self.settings.seeds[b]
+        meta = {
+            "prompt": s.text,
+            "seed": str(seed),
+            "step": str(step),
+            "clip_score": f"{score:.5f}",
+            "settings": s.replace(seed=seed, num_images=1).to_dict() if s.num_images > 1 else s.to_dict(),
+            "software": f"textsleep {__version__}",
+            **self.extra,
+        }
+        story = self._story_at(step)
+        return {**meta, "story": story} if story else meta
+
+    def latents(self, b: int, step: int, averaged: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Picture ``b``'s ``latents.pt``: its averaged ``z`` (L, 128), ``logits`` (L, 1000) and how to render them."""
+        s = self.settings
+        return {
+            "z": averaged["z"][b].detach().cpu(),
+            "logits": averaged["logits"][b].detach().cpu(),
+            "truncation": s.truncation,
+            "max_classes": s.max_classes,
+            "class_temperature": s.class_temperature,
+            "biggan": s.biggan_name,
+            "seed": s.seeds[b],
+            "step": step,
+        }
+
+    def to_json(self, folders: list[Path]) -> dict[str, Any]:
+        """``run.json``; with several pictures it lists them (``folders``: each one's sub-folder)."""
+        s, several = self.settings, self.settings.num_images > 1
+        final, best = (
+            max((x for x in v if x is not None), default=None) for v in (self.final_scores, self.best_scores)
+        )
+        record = {
+            "textsleep": __version__,
+            "kind": self.kind,
+            "status": str(self.status),
+            "error": self.error if self.status == Status.FAILED else None,
+            "prompt": s.text,
+            "prompts": self.prompts,
+            "seed": s.seed,
+            "seeds": s.seeds,
+            "settings": s.to_dict(),
+            "models": {"biggan": s.biggan_name, "clip": [dataclasses.asdict(c) for c in s.clips()]},
+            "device": self.device,
+            "dtype": self.dtype,
+            "versions": _versions(),
+            "steps_done": self.steps_done,
+            "stopped_early": self.stopped_early,
+            "story": self._story(),
+            "final_score": final,
+            "best_score": best,
+            "best_step": None if several else self.best_steps[0],
+            "final_scores": self.final_scores,
+            "best_scores": self.best_scores,
+            "best_steps": self.best_steps,
+            "starts": self.starts,
+            "seconds": round(self.seconds, 3),
+            "seconds_per_step": round(self.seconds / self.steps_done, 4) if self.steps_done else None,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": dict(RUN_FILES),
+            **self.extra,
+        }
+        if several:
+            scores = zip(s.seeds, folders, self.final_scores, self.best_scores)
+            record["images"] = [
+                {"seed": a, "folder": f.name, "final_score": x, "best_score": y} for a, f, x, y in scores
+            ]
+        return record
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in ("torch", "open-clip-torch", "pytorch-pretrained-biggan", "kornia"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- the folder
 class RunFolder:
     """A dream's folder on disk (see the module docstring for what is in it)."""
 
@@ -105,7 +266,7 @@ class RunFolder:
     def open(cls, path: str | os.PathLike) -> "RunFolder":
         """An existing run folder (one with a ``run.json``); a picture's sub-folder opens its whole run."""
         folder = cls(Path(path).expanduser())
-        if "batch" in folder.read_record():  # an image sub-folder of a several-picture run
+        if "batch" in read_record(folder.path):  # an image sub-folder of a several-picture run
             return cls(folder.path.parent)
         return folder
 
@@ -113,14 +274,12 @@ class RunFolder:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder for this process while it dreams; refuse (one line) if another process holds it."""
-
         lock = FileLock(self.path / _LOCK, timeout=0)
         try:
             lock.acquire()
         except Timeout:
             raise UserError(
-                f"{self.path}: another textsleep process is dreaming into this run folder; wait until it ends, or "
-                "stop it first"
+                f"{self.path}: another textsleep process is dreaming into this run folder; wait or stop it"
             ) from None
         try:
             yield
@@ -131,9 +290,7 @@ class RunFolder:
     # ---------------------------------------------------------------------------------------------- the files
     def picture_dirs(self, seeds: list[int]) -> list[Path]:
         """Where each picture's files go: the folder itself, or one sub-folder per seed."""
-        if len(seeds) == 1:
-            return [self.path]
-        return [self.path / f"{i + 1}-seed{seed}" for i, seed in enumerate(seeds)]
+        return [self.path] if len(seeds) == 1 else [self.path / f"{i + 1}-seed{seed}" for i, seed in enumerate(seeds)]
 
     def file(self, kind: str, sub: Path | None = None) -> Path:
         """The path of one of the files in RUN_FILES (in a picture's sub-folder when ``sub`` is given)."""
@@ -156,12 +313,6 @@ class RunFolder:
             outputs.save_png(image, progress / f"{progress_step:06d}.png", meta)
         return path
 
-    def save_latents(self, latents: dict[str, Any], sub: Path | None = None) -> Path:
-        return outputs.save_checkpoint(self.file("latents", sub), latents)
-
-    def save_checkpoint(self, state: dict[str, Any]) -> Path:
-        return outputs.save_checkpoint(self.file("checkpoint"), state)
-
     def load_checkpoint(self) -> dict:
         return outputs.load_checkpoint(self.file("checkpoint"))
 
@@ -171,32 +322,77 @@ class RunFolder:
     def write_record(self, record: dict[str, Any], sub: Path | None = None) -> Path:
         return outputs.write_json(self.file("record", sub), record)
 
-    def read_record(self, sub: Path | None = None) -> dict:
-        return read_record(sub or self.path)
+    # ---------------------------------------------------------------------------------------------- a save
+    def save(
+        self,
+        record: RunRecord,
+        pictures: torch.Tensor,
+        scores: list[float],
+        latents: dict[str, torch.Tensor],
+        *,
+        step: int,
+        checkpoint: dict[str, Any] | None = None,
+        best: bool = True,
+    ) -> None:
+        """A save after ``step`` steps: each picture (B, 3, H, W) in [0, 1] with its metadata and CLIP score (B,)
+        (``best.png`` too when ``best`` and it beats the best so far), its averaged ``latents`` (``z`` (B, L, 128),
+        ``logits`` (B, L, 1000)), the ``checkpoint`` when given, and the records.
+        """
+        s, better = record.settings, record.better(scores)
+        keep_progress = s.save_progress or s.video
+        for b, folder in enumerate(self.picture_dirs(s.seeds)):
+            folder.mkdir(exist_ok=True)
+            image, meta = to_pil(pictures[b]), record.png_text(b, step, scores[b])
+            self.save_picture(image, meta, sub=folder, progress_step=step if keep_progress else None)
+            if best and better[b]:
+                self.save_picture(image, meta, sub=folder, kind="best")
+            outputs.save_checkpoint(self.file("latents", folder), record.latents(b, step, latents))
+        if checkpoint is not None:
+            outputs.save_checkpoint(self.file("checkpoint"), {**checkpoint, "settings": s.to_dict()})
+        record.note(step, scores)  # (only now: a save cut short leaves the record at the last whole one)
+        self.write_records(record)
+
+    def write_records(self, record: RunRecord) -> None:
+        """``run.json``; with several pictures also each picture's own in its sub-folder (the run's, for that seed)."""
+        s, folders = record.settings, self.picture_dirs(record.settings.seeds)
+        data = record.to_json(folders)
+        for b, folder in enumerate(folders if len(folders) > 1 else []):
+            if folder.exists():  # (--keep best removed the others)
+                one = {k: v for k, v in data.items() if k != "images"}
+                one.update(seed=s.seeds[b], seeds=[s.seeds[b]], batch={"folder": "..", "index": b})
+                one.update(final_score=record.final_scores[b], best_score=record.best_scores[b])
+                self.write_record({**one, "best_step": record.best_steps[b]}, folder)
+        self.write_record(data)
 
     # ---------------------------------------------------------------------------------------------- at the end
-    def write_contact_sheet(self, dirs: list[Path], captions: list[str], meta: dict[str, Any]) -> Path:
-        """All pictures' ``image.png`` side by side, captioned."""
-
-        pictures = []
-        for folder in dirs:
-            with Image.open(self.file("image", folder)) as im:
-                pictures.append(im.convert("RGB"))
-        return outputs.save_png(contact_sheet(pictures, captions), self.file("sheet"), meta)
-
-    def keep_only(self, dirs: list[Path], best: int) -> None:
-        """``--keep best``: remove every picture's sub-folder but the best one's."""
-        for b, folder in enumerate(dirs):
-            if b != best:
-                shutil.rmtree(folder, ignore_errors=True)
+    def finish(self, record: RunRecord) -> None:
+        """Once the loop is done: ``progress.mp4`` (``video``); with several pictures the contact sheet of their
+        ``image.png``, captioned, and ``--keep best`` (the other pictures' sub-folders removed).
+        """
+        s, folders = record.settings, self.picture_dirs(record.settings.seeds)
+        if s.video:
+            for folder in folders:
+                self.write_video(folder)
+        if len(folders) > 1:
+            pictures = []
+            for folder in folders:
+                with Image.open(self.file("image", folder)) as im:
+                    pictures.append(im.convert("RGB"))
+            captions = [f"seed {seed}  score {score:.3f}" for seed, score in zip(s.seeds, record.final_scores)]
+            outputs.save_png(
+                contact_sheet(pictures, captions), self.file("sheet"), {"prompt": s.text, "seeds": s.seeds}
+            )
+            best = max(range(len(folders)), key=lambda b: record.final_scores[b])
+            for b, folder in enumerate(folders):
+                if s.keep == "best" and b != best:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def write_video(self, sub: Path | None = None, fps: float = 8) -> Path:
         """``progress.mp4`` from the pictures kept in ``progress/``."""
-
         frames = sorted(self.file("progress", sub).glob("*.png"))
         path = self.file("video", sub)
         with VideoWriter(path, fps=fps) as writer:
             for frame in frames:
                 with Image.open(frame) as im:
-                    writer.add(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1))
+                    writer.add(to_tensor(im))
         return path

@@ -315,3 +315,12 @@ def _check(s: DreamSettings) -> None:
         s.upscale is None or s.upscale in UPSCALES,
         f"--upscale {s.upscale!r}: allowed are {', '.join(map(str, UPSCALES))}",
     )
+
+
+def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Keyword options with big-sleep's names (``image_size``, ``num_cutouts``, ``img``, ``text_min``) as ours."""
+    names = {"image_size": "size", "num_cutouts": "cutouts", "img": "images", "text_min": "negatives"}
+    both = sorted(k for k in options if names.get(k) in options)
+    if both:
+        raise UserError(f"{both[0]} is big-sleep's name for {names[both[0]]}; give only one of them")
+    return {names.get(k, k): v for k, v in options.items()}

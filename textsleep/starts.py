@@ -9,7 +9,7 @@ import torch
 
 from .dream import score_images
 from .errors import UserError
-from .imagenet import class_names, resolve_class
+from .imagenet import NUM_CLASSES, class_names, resolve_class
 from .latents import truncated_normal
 from .render import num_latents, render
 from .runs import RUN_FILES
@@ -24,11 +24,11 @@ class Start:
     """A chosen starting point for one picture, with how it was chosen."""
 
     z: torch.Tensor  # (L, 128)
-    logits: torch.Tensor  # (L, 1000)
+    logits: torch.Tensor  # (L, NUM_CLASSES)
     record: dict = field(default_factory=dict)
 
 
-def class_logits(index: int, num_latents: int, num_classes: int = 1000) -> torch.Tensor:
+def class_logits(index: int, num_latents: int, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """Logits whose class vectors (by sigmoid, or top-k softmax) pick out one class."""
     logits = torch.full((num_latents, num_classes), _OFF)
     logits[:, index] = _ON
@@ -83,7 +83,9 @@ def best_of_k(
 
 
 def load_latents(folder: str | Path) -> dict:
-    """The averaged latents a finished run saved (``z``, ``logits``, ``truncation``, ``biggan``, ``size``)."""
+    """The averaged latents a run (a dream or an inversion) saved: ``z`` (L, 128), ``logits`` (L, 1000) and how to
+    render them (``truncation``, ``max_classes``, ``class_temperature``, ``biggan``: :meth:`RunRecord.latents`).
+    """
     folder = Path(folder).expanduser()
     file = folder / RUN_FILES["latents"] if folder.is_dir() else folder
     if not file.is_file():
@@ -95,6 +97,8 @@ def load_latents(folder: str | Path) -> dict:
         data = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
         raise UserError(f"{str(file)!r}: cannot be read ({err.__class__.__name__})") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), torch.Tensor) for k in ("z", "logits")):
+        raise UserError(f"{str(file)!r}: holds no latents and class logits; is it a textsleep run folder's?")
     return data
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from .batch import BatchFolder, batch_status
 from .errors import UserError
+from .hooks import Hook, Status
 from .imagine import Imagine
 from .media import make_grid, to_pil
 from .models import ModelCache
@@ -52,8 +53,8 @@ def _strip(imagine):
     return to_pil(images[0] if images.shape[0] == 1 else make_grid(images, cols=images.shape[0]))
 
 
-class _Relay:
-    """``on_step`` hook: every step's numbers, and a picture at most every ``seconds``, into a queue."""
+class _Relay(Hook):
+    """A dream's hook: every step's numbers, and a picture at most every ``seconds``, into a queue."""
 
     def __init__(self, inbox: queue.Queue, seconds: float) -> None:
         self.inbox, self.seconds, self._last = inbox, seconds, None
@@ -65,11 +66,9 @@ class _Relay:
             picture, self._last = _strip(imagine), now
         self.inbox.put(("step", step, picture))
 
-    def close(self, imagine, status: str) -> None:
-        picture = (
-            _strip(imagine) if status != "failed" and imagine.dream is not None and imagine.dream.step_count else None
-        )
-        self.inbox.put(("closed", status, picture))
+    def close(self, imagine, status: Status) -> None:
+        shown = status != Status.FAILED and imagine.dream is not None and imagine.dream.step_count
+        self.inbox.put(("closed", status, _strip(imagine) if shown else None))
 
 
 class Studio:
@@ -177,7 +176,7 @@ class Studio:
                     ": "
                 )
             finally:
-                inbox.put(("finished", None, None))
+                inbox.put(("ended", None, None))  # (the worker is done, however the dream ended)
 
         worker = threading.Thread(target=work, name="textsleep-dream", daemon=True)
         worker.start()
@@ -197,7 +196,7 @@ class Studio:
                 picture = next((image for _, _, image in reversed(items) if image is not None), picture)
                 step = next((value for kind, value, _ in reversed(items) if kind == "step"), step)
                 status = next((value for kind, value, _ in items if kind == "closed"), status)
-                ended = any(kind == "finished" for kind, _, _ in items)
+                ended = any(kind == "ended" for kind, _, _ in items)
                 if not ended:
                     yield Update(
                         self._line(imagine, step),
@@ -217,7 +216,7 @@ class Studio:
             return
         score = imagine.final_score
         facts = f"CLIP score {score:.3f} · " if score is not None else ""
-        if status == "interrupted":
+        if status == Status.INTERRUPTED:
             text = (
                 f"stopped at step {done}/{s.iterations} · {facts}saved to {imagine.run_dir} "
                 "(open it under Runs to continue)"
@@ -277,7 +276,7 @@ def list_runs(out: str | Path) -> list[dict[str, Any]]:
 
 def caption(run: dict[str, Any]) -> str:
     score = f" · score {run['score']:.3f}" if isinstance(run["score"], (int, float)) else ""
-    state = "" if run["status"] == "finished" else f" · {run['status']} at {run['steps_done']}/{run['iterations']}"
+    state = "" if run["status"] == Status.FINISHED else f" · {run['status']} at {run['steps_done']}/{run['iterations']}"
     return f"{run['prompt'] or run['folder'].name} · seed {run['seed']}{score}{state}"
 
 
