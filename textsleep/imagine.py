@@ -103,8 +103,8 @@ class Imagine:
             return self.dream
         s = self.settings
         # 2. models
-        device = resolve_device(s.device)
-        dtype = resolve_dtype(s.precision, device)
+        self.device = device = resolve_device(s.device)
+        self.dtype = dtype = resolve_dtype(s.precision, device)
         clips = [(spec, self.models.clip(spec.name, spec.pretrained, device, dtype)) for spec in s.clips()]
         biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
         self.record.device, self.record.dtype = str(device), str(dtype).removeprefix("torch.")
@@ -185,7 +185,7 @@ class Imagine:
             if status == Status.FINISHED:
                 self.folder.finish(self.record)
                 if s.upscale:
-                    upscale_run(self.run_dir, s.upscale, device=str(dream.device))
+                    upscale_run(self.run_dir, s.upscale, device=str(self.device))
         return self.run_dir
 
     def _end(self, status: Status) -> None:
