@@ -208,11 +208,9 @@ class Imagine:
     def save(self, status: Status = Status.RUNNING) -> Path:
         """Write the current pictures, the best ones so far, their latents, the checkpoint and the records."""
         dream, self.record.status = self.prepare(), status
-        images, checkpoint = dream.render(ema=True), {"dream": dream.state_dict(), "patience": self._patience}
+        images, state = dream.render(ema=True), {"dream": dream.state_dict(), "patience": self._patience}
         latents = dream.ema.averaged(dream.latents)
-        self.folder.save(
-            self.record, images, dream.score(images), latents, step=dream.step_count, checkpoint=checkpoint
-        )
+        self.folder.save(self.record, images, dream.score(images), latents, step=dream.step_count, checkpoint=state)
         return self.folder.file("image")
 
     def stop(self) -> None:
