@@ -377,10 +377,10 @@ class ModelCache:
             self._given.update({("clip", c.name, c.pretrained): c for c in clips})
         for key, value in named.items():
             given = options.get(key)
-            if given is not None and _listed(given) != _listed(value):
+            if given is not None and self._listed(given) != self._listed(value):
                 raise UserError(f"{key}={given!r} disagrees with the model handed in ({value!r}); leave it out")
         return {**options, **named}
 
-
-def _listed(value: Any) -> Any:
-    return [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else value
+    @staticmethod
+    def _listed(value: Any) -> Any:
+        return [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else value
