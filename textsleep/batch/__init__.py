@@ -23,7 +23,7 @@ from .plan import (
     shard_from_env,
 )
 from .runner import Event, run_jobs
-from .status import Progress, Status, batch_status, progress
+from .status import BatchStatus, Progress, batch_status, progress
 from .store import BatchFolder
 
 __all__ = [
@@ -42,5 +42,5 @@ __all__ = [
     "Plan",
     "Event",
     "Progress",
-    "Status",
+    "BatchStatus",
 ]
