@@ -4,6 +4,7 @@
 - :mod:`.store`   the batch folder: ``batch.json``, ``manifest.jsonl``, claims, the gallery
 - :mod:`.runner`  running the jobs, one attempt at a time, each recorded
 - :mod:`.status`  how far a batch is (``textsleep batch --status``)
+- :mod:`.launch`  starting one as ``textsleep batch`` asks: its options, its folder and shard, a worker per device
 
 >>> plan = plan_batch("prompts/overnight.txt", {"iterations": 200})        # doctest: +SKIP
 >>> folder = BatchFolder.prepare("outputs/batch-overnight", plan)          # doctest: +SKIP
@@ -11,6 +12,7 @@
 ...     print(event.kind, event.job.prompt)
 """
 
+from .launch import BatchOptions, Launch, launch, plan_lines, run_workers
 from .plan import (
     Job,
     Plan,
@@ -43,4 +45,9 @@ __all__ = [
     "Event",
     "Progress",
     "BatchStatus",
+    "BatchOptions",
+    "Launch",
+    "plan_lines",
+    "launch",
+    "run_workers",
 ]
