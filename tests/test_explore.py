@@ -44,7 +44,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 # ---------------------------------------------------------------------------------------------- sample
 def test_sample_grid_rows_are_classes_columns_share_a_latent(gan):
-    images = explore.sample_grid(gan, [1, 971], n=3, seed=5, truncation=0.4, batch=2)
+    images = explore.sample_grid(gan, [1, 971], n=3, seed=5, truncation=0.4, chunk=2)
     assert images.shape == (6, 3, SIZE, SIZE)
     unit = explore.unit_latents(3, 5)
     assert unit.abs().max() <= 2  # truncated normal, ±2
@@ -59,7 +59,7 @@ def test_sample_grid_rows_are_classes_columns_share_a_latent(gan):
 def test_interpolation_starts_at_a_and_ends_at_b(gan, mode):
     a = explore.class_point(gan, 1, seed=0, truncation=0.4)
     b = explore.class_point(gan, 971, seed=1, truncation=0.7)  # another truncation too: it moves with the frames
-    frames = torch.cat(list(explore.interpolate(gan, a, b, 7, mode=mode, batch=3)))
+    frames = torch.cat(list(explore.interpolate(gan, a, b, 7, mode=mode, chunk=3)))
     assert frames.shape == (7, 3, SIZE, SIZE)
     assert _close(frames[0], _direct(gan, a)) and _close(frames[-1], _direct(gan, b))
     assert not _close(frames[3], frames[0]) and not _close(frames[3], frames[-1])
@@ -68,7 +68,7 @@ def test_interpolation_starts_at_a_and_ends_at_b(gan, mode):
 def test_interpolation_loop_and_spaces(gan):
     a = explore.class_point(gan, 1, seed=0, truncation=0.5)
     b = explore.class_point(gan, 2, seed=1, truncation=0.5)
-    frames = torch.cat(list(explore.interpolate(gan, a, b, 5, loop=True, batch=4)))
+    frames = torch.cat(list(explore.interpolate(gan, a, b, 5, loop=True, chunk=4)))
     assert frames.shape[0] == 8  # A … B … and back, stopping just before A again
     assert _close(frames[4], _direct(gan, b)) and _close(frames[1], frames[7]) and not _close(frames[-1], frames[0])
     t = torch.tensor([0.0, 0.5, 1.0])
@@ -85,7 +85,7 @@ def test_interpolation_loop_and_spaces(gan):
 
 def test_interpolation_streams_batches_without_rendering_ahead(gan):
     a, b = explore.class_point(gan, 1, 0, 0.4), explore.class_point(gan, 2, 1, 0.4)
-    frames = explore.interpolate(gan, a, b, 100_000, batch=2)
+    frames = explore.interpolate(gan, a, b, 100_000, chunk=2)
     started = time.perf_counter()
     first = next(frames)
     assert first.shape == (2, 3, SIZE, SIZE) and time.perf_counter() - started < 10  # 100,000 frames would take minutes
@@ -122,7 +122,7 @@ def test_run_endpoint_uses_its_averaged_latents_and_refuses_another_size(gan):
 
 # ---------------------------------------------------------------------------------------------- breed
 def test_breed_ratio_one_is_class_a_and_zero_is_class_b(gan):
-    images = explore.breed(gan, 1, 971, [1.0, 0.5, 0.0], seeds=[4, 5], truncation=0.4, batch=4)
+    images = explore.breed(gan, 1, 971, [1.0, 0.5, 0.0], seeds=[4, 5], truncation=0.4, chunk=4)
     assert images.shape == (6, 3, SIZE, SIZE)
     z4 = explore.unit_latents(1, 4)[0] * 0.4
     assert _close(images[0], _class_render(gan, 1, z4, 0.4)) and _close(images[2], _class_render(gan, 971, z4, 0.4))
@@ -161,7 +161,7 @@ def test_natural_zoom_moves_along_minus_sign_of_z(gan):
 # ---------------------------------------------------------------------------------------------- truncation sweep, loop
 def test_truncation_sweep_same_latent_per_row_or_fresh_per_cell(gan):
     values = [0.2, 0.6, 1.0]
-    images = explore.truncation_sweep(gan, [1, 2], values, seed=3, n=2, batch=3)
+    images = explore.truncation_sweep(gan, [1, 2], values, seed=3, n=2, chunk=3)
     assert images.shape == (12, 3, SIZE, SIZE)
     unit = explore.unit_latents(4, 3)
     for row, cls in enumerate([1, 1, 2, 2]):
@@ -182,7 +182,7 @@ def test_loop_is_seamless_and_streams(gan):
     around = torch.cat([zs, zs[:1]])  # the frame after the last is the first: no jump, no repeated frame
     steps = (around[1:] - around[:-1]).norm(dim=-1)
     assert steps.min() > 0 and steps.max() < 1.5 * steps.min(), steps
-    batches = list(explore.loop(gan, 1, 0, frames=7, truncation=0.5, batch=3))
+    batches = list(explore.loop(gan, 1, 0, frames=7, truncation=0.5, chunk=3))
     assert [b.shape[0] for b in batches] == [3, 3, 1]
     assert _close(batches[0][0], _class_render(gan, 1, z0, 0.5))
 
@@ -302,6 +302,24 @@ def test_grid_commands(gan_args, tmp_path):
     assert first.split()[1].endswith("zoom_971.png") and second.split()[1].endswith("zoom_971-2.png")
 
 
+def test_a_python_user_gets_the_same_recipe_stamped_files(tiny, tmp_path):
+    render = explore.RenderOptions(biggan=tiny["biggan"], device="cpu", precision="fp32", chunk=2)
+    grid = explore.GridOptions(out=str(tmp_path / "grids"), pad=0)
+    saved = explore.save_zoom("bubble", explore.ZoomOptions(levels="0.5,1"), render, grid)
+    assert saved.path == tmp_path / "grids" / "zoom_971.png" and (saved.rows, saved.cols) == (1, 2)
+    with Image.open(saved.path) as im:
+        assert im.size == (2 * SIZE, SIZE)
+        recipe = json.loads(im.text["recipe"])
+    assert recipe["command"] == "zoom" and recipe["levels"] == [0.5, 1.0] and recipe["class"] == "971) bubble"
+    assert recipe["truncation"] == 0.4 and recipe["seed"] == 0 and recipe["software"].startswith("textsleep ")
+    video = explore.AnimationOptions(out=str(tmp_path / "loop.gif"), fps=4.0)
+    saved = explore.save_loop("bubble", explore.LoopOptions(seconds=1.0), render, video)
+    assert saved.frames == 4 and read_video(saved.path).shape[0] == 4
+    assert json.loads((tmp_path / "loop.gif.json").read_text())["frames"] == 4
+    with pytest.raises(UserError, match="--levels 0.0"):  # options are checked as they are built, before any model
+        explore.ZoomOptions(levels="0,1")
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def _other_size_run(folder):
     folder.mkdir()
@@ -345,17 +363,20 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(gan_args, tmp_path, make_args,
 def test_option_groups_become_options_and_reach_the_command_as_one_dataclass():
     import inspect
 
-    from textsleep.commands.options import GridOptions, with_options
+    from textsleep.options import with_settings
 
-    @with_options
-    def command(x: int = 1, *, grid: GridOptions) -> GridOptions:
-        return grid
+    @with_settings
+    def command(x: int = 1, *, render: explore.RenderOptions, grid: explore.GridOptions):
+        return render, grid
 
     params = inspect.signature(command).parameters
-    assert list(params) == ["x", "size", "biggan", "device", "precision", "batch", "out", "pad"]
-    assert command(
-        x=2, size=256, biggan=None, device="cpu", precision="fp32", batch=3, out="a.png", pad=0
-    ) == GridOptions(256, None, "cpu", "fp32", 3, "a.png", 0)
+    assert list(params) == ["x", "size", "biggan", "device", "precision", "chunk", "out", "pad"]
+    assert command(x=2, size=256, biggan=None, device="cpu", precision="fp32", chunk=3, out="a.png", pad=0) == (
+        explore.RenderOptions(size=256, device="cpu", precision="fp32", chunk=3),
+        explore.GridOptions(out="a.png", pad=0),
+    )
+    with pytest.raises(UserError, match="--batch 0"):  # building the group checks it
+        command(x=2, size=256, biggan=None, device="cpu", precision="fp32", chunk=0, out=None, pad=0)
     assert "--batch" in runner.invoke(app, ["zoom", "--help"]).stdout
 
 

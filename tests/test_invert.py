@@ -1,6 +1,7 @@
 """Photo inversion on tiny random models: the loss it lowers, the run folder it leaves, its one-line errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -192,6 +193,29 @@ def test_invert_writes_a_run_folder_that_dreams_and_morphs_start_from(gan_args, 
         ]
     )
     assert dream.stdout.strip().endswith("image.png")
+
+
+def test_invert_shows_its_progress_with_the_pixel_loss_and_passes_every_option(gan_args, tiny, photo, tmp_path):
+    clip = ["--clip-model", tiny["clip_model"], "--clip-pretrained", tiny["clip_pretrained"]]
+    options = ["--iterations", "3", "--cutouts", "2", "--candidates", "1", "--lr", "0.05", "--seed", "4"]
+    options += ["--truncation", "0.8", "--pixel-weight", "200", "--pixel-size", "16"]
+    result = _run(["invert", str(photo), *options, *gan_args, *clip, "--out", str(tmp_path / "runs")])
+    assert "inverting: 100%" in result.stderr and "3/3" in result.stderr
+    pixel = float(re.findall(r"pixel=([0-9.]+)", result.stderr)[-1])
+    assert 0 < pixel < 1  # the mean squared difference of pictures in [0, 1], not its weighted share of the loss
+    record = json.loads((tmp_path / "runs" / "invert_photo" / "run.json").read_text())
+    assert {k: record["settings"][k] for k in ("iterations", "cutouts", "lr", "seed", "truncation")} == {
+        "iterations": 3,
+        "cutouts": 2,
+        "lr": 0.05,
+        "seed": 4,
+        "truncation": 0.8,
+    }
+    assert (record["invert"]["pixel_weight"], record["invert"]["pixel_size"], record["invert"]["candidates"]) == (
+        200.0,
+        16,
+        1,
+    )
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .dream import Dream, Judge
 from .models import resolve_device, resolve_dtype
 from .render import render
-from .settings import DreamSettings
+from .settings import BenchSettings
 from .testing import random_biggan, random_clip
 
 __all__ = ["BenchResult", "run_bench"]
@@ -78,16 +78,16 @@ def _peak_rss_gb() -> float:
 
 
 def run_bench(
-    size: int = 512,
-    cutouts: int = 32,
-    steps: int = 10,
-    batch: int = 1,
-    device: str = "auto",
-    precision: str = "auto",
-    clip_model: str = "ViT-B-32-quickgelu",
-    augment: str = "light",
-    cutout_batch: int | None = DreamSettings.cutout_batch,
-    breakdown: bool = False,
+    size: int = BenchSettings.size,
+    cutouts: int = BenchSettings.cutouts,
+    steps: int = BenchSettings.steps,
+    batch: int = BenchSettings.batch,
+    device: str = BenchSettings.device,
+    precision: str = BenchSettings.precision,
+    clip_model: str = BenchSettings.clip_model,
+    augment: str = BenchSettings.augment,
+    cutout_batch: int | None = BenchSettings.cutout_batch,
+    breakdown: bool = BenchSettings.breakdown,
 ) -> BenchResult:
     """Time ``steps`` dream steps (plus one warm-up) and return the medians.
 

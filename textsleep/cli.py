@@ -6,11 +6,10 @@ Each group of commands lives in its own module under :mod:`textsleep.commands`.
 
 from __future__ import annotations
 
-from importlib import import_module
-
 import typer
 from typer.core import TyperGroup
 
+from .commands import batch, bench, dream, evaluate, explore, invert, ui, upscale, weights
 from .version import __version__
 
 __all__ = ["app", "main"]
@@ -77,19 +76,8 @@ def _main(
     """Text to image with BigGAN guided by CLIP.  textsleep "upside down tree" is short for textsleep dream "…"."""
 
 
-def _register() -> None:
-
-    for name in ("dream", "weights", "explore", "invert", "batch", "bench", "evaluate", "upscale", "ui"):
-        try:
-            module = import_module(f"textsleep.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"textsleep.commands.{name}":
-                raise
-            continue
-        module.register(app)
-
-
-_register()
+for _commands in (dream, weights, explore, invert, batch, bench, evaluate, upscale, ui):
+    _commands.register(app)
 
 
 def main() -> None:

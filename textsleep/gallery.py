@@ -17,18 +17,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .hooks import Status
 from .outputs import write_text
+from .runs import RUN_FILES
 
 __all__ = ["write_gallery", "render_gallery", "GALLERY_FILE"]
 
 GALLERY_FILE = "index.html"
-_PICTURES = ("image.png", "contact_sheet.png")  # a several-picture run has a contact sheet instead
+_PICTURES = (RUN_FILES["image"], RUN_FILES["sheet"])  # a several-picture run has a contact sheet instead
 _LINKS = (
-    ("image.png", "full image"),
-    ("contact_sheet.png", "contact sheet"),
-    ("best.png", "best"),
-    ("run.json", "run.json"),
-    ("progress.mp4", "progress.mp4"),
+    (RUN_FILES["image"], "full image"),
+    (RUN_FILES["sheet"], "contact sheet"),
+    (RUN_FILES["best"], "best"),
+    (RUN_FILES["record"], RUN_FILES["record"]),
+    (RUN_FILES["video"], RUN_FILES["video"]),
 )
 _REFRESH_SECONDS = 60
 
@@ -70,9 +72,10 @@ def render_gallery(batch_dir: Path, records: list[dict[str, Any]], *, title: str
     """The gallery page as text (links are relative to ``batch_dir``)."""
     counts: dict[str, int] = {}
     for record in records:
-        counts[record.get("status", "pending")] = counts.get(record.get("status", "pending"), 0) + 1
+        status = str(record.get("status", Status.PENDING))
+        counts[status] = counts.get(status, 0) + 1
     summary = " · ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    busy = any(r.get("status") in ("pending", "running", "interrupted") for r in records)
+    busy = any(r.get("status") in (Status.PENDING, Status.RUNNING, Status.INTERRUPTED) for r in records)
     refresh = f'<meta http-equiv="refresh" content="{_REFRESH_SECONDS}">' if busy else ""
     cards = "\n".join(_card(batch_dir, r) for r in records)
     extra = f"<p>{html.escape(note)}</p>" if note else ""
@@ -100,7 +103,7 @@ def render_gallery(batch_dir: Path, records: list[dict[str, Any]], *, title: str
 
 
 def _card(batch_dir: Path, record: dict[str, Any]) -> str:
-    status = str(record.get("status") or "pending")
+    status = str(record.get("status") or Status.PENDING)
     folder = record.get("folder")
     present = {name for name, _ in _LINKS if folder and (batch_dir / folder / name).is_file()}
     prompt = record.get("prompt") or record.get("source") or ""
@@ -115,7 +118,7 @@ def _card(batch_dir: Path, record: dict[str, Any]) -> str:
         meta.append(f"seed {html.escape(str(record['seed']))}")
     if isinstance(record.get("final_score"), (int, float)):
         meta.append(f"score {record['final_score']:.3f}")
-    if record.get("iterations") and status != "finished":
+    if record.get("iterations") and status != Status.FINISHED:
         meta.append(f"step {int(record.get('steps_done') or 0)}/{int(record['iterations'])}")
     links = [f'<a href="{_href(folder, name)}">{label}</a>' for name, label in _LINKS if name in present]
     error = f'<p class="error">{html.escape(str(record["error"]))}</p>' if record.get("error") else ""

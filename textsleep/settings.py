@@ -3,7 +3,7 @@
 :class:`DreamSettings` is the single source of truth: the Python API, the
 command line, prompt-file lines and the web page all build one of these, and a
 run record stores it whole so the picture can be made again.  Each field's
-metadata says, once:
+metadata (:func:`knob`) says, once:
 
 - ``help``: the text the command line and the web page show;
 - ``flag``: its command-line name (``--image`` for ``images``), and ``short``;
@@ -12,24 +12,30 @@ metadata says, once:
 - ``identity``: whether it shapes the picture, so is part of a batch job's
   identity (``device`` or ``save_every`` do not).
 
-:data:`RESUMABLE`, :data:`RUN_ONLY` and :func:`options` are derived from it.
+:data:`RESUMABLE` and :data:`RUN_ONLY` are derived from it.  The other commands'
+options are settings dataclasses of the same kind (:class:`InvertSettings`,
+:class:`BenchSettings` here, the explorer's in :mod:`textsleep.explore`),
+whose shared fields are :func:`like` the dream's; :mod:`textsleep.options`
+makes command-line options of any of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from .errors import UserError
+from .imagenet import NUM_CLASSES
 from .prompts import story_parts
 
 __all__ = [
     "DreamSettings",
     "ClipSpec",
-    "Option",
-    "options",
+    "InvertSettings",
+    "BenchSettings",
+    "knob",
+    "like",
     "RESUMABLE",
     "RUN_ONLY",
     "SIZES",
@@ -48,18 +54,26 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UPSCALES = (2, 4)
 
 
-def _knob(
-    default: Any,
-    help: str,
+def knob(
+    default: Any = MISSING,
+    help: str = "",
     *,
     flag: str | None = None,
     short: str | None = None,
     resume: bool = False,
     identity: bool = True,
-    show: str | None = None,
+    show: str | bool | None = None,
     cli: bool = True,
+    metavar: str | None = None,
+    hidden: bool = False,
 ):
-    """A settings field with its metadata (see the module docstring)."""
+    """A settings field with its metadata (see the module docstring).
+
+    ``show`` is the default as help shows it, when the value itself would not
+    say it (``"random"``), or False to show none; ``metavar`` names the value
+    in help; ``hidden`` leaves the option out of help; ``cli=False`` leaves the
+    field off the command line.  A field without a default is a required option.
+    """
     meta = {
         "help": help,
         "flag": flag,
@@ -68,63 +82,74 @@ def _knob(
         "identity": identity,
         "show": show,
         "cli": cli,
+        "metavar": metavar,
+        "hidden": hidden,
     }
     return field(default=default, metadata=meta)
+
+
+def like(name: str, default: Any = MISSING, *, of: type | None = None, **changes: Any):
+    """A field for another command's settings that is the field ``name`` of ``of`` (DreamSettings by default): its
+    help and flag, its default unless ``default`` is given, any metadata in ``changes`` replaced.
+    """
+    f = next(f for f in dataclasses.fields(of or DreamSettings) if f.name == name)
+    meta = {**f.metadata, "resume": False, "identity": True, **changes}
+    return knob(f.default if default is MISSING else default, **meta)
 
 
 @dataclass
 class DreamSettings:
     # --- what to dream ------------------------------------------------------------------------------------------------
-    text: str = _knob(
+    text: str = knob(
         "",
         "What to dream: 'a|b' for several prompts, 'text:2' to weight one, 'text:-1' to push away; 'a ^ b' for a "
         "story.",
         cli=False,
     )
-    images: tuple[str, ...] = _knob((), "Image prompt PATH[:weight] (repeatable).", flag="--image")
-    negatives: tuple[str, ...] = _knob((), "Text to move away from (repeatable).", flag="--negative")
-    change_every: int | None = _knob(None, "With a story ('a ^ b ^ c'): move on to the next part every N steps.")
+    images: tuple[str, ...] = knob((), "Image prompt PATH[:weight] (repeatable).", flag="--image")
+    negatives: tuple[str, ...] = knob((), "Text to move away from (repeatable).", flag="--negative")
+    change_every: int | None = knob(None, "With a story ('a ^ b ^ c'): move on to the next part every N steps.")
     # --- how long and how hard ----------------------------------------------------------------------------------------
-    iterations: int = _knob(1000, "Optimisation steps.", short="-i", resume=True)
-    patience: int | None = _knob(None, "Stop when the best CLIP score has not improved for N steps.", resume=True)
-    lr: float = _knob(0.07, "Learning rate.")
-    cutouts: int = _knob(128, "Random crops CLIP sees per step.")
-    augment: str = _knob("light", "Cutout augmentations: none, light or strong.")
-    seed: int | None = _knob(None, "Random seed (random when omitted; always recorded).", show="random")
+    iterations: int = knob(1000, "Optimisation steps.", short="-i", resume=True)
+    patience: int | None = knob(None, "Stop when the best CLIP score has not improved for N steps.", resume=True)
+    lr: float = knob(0.07, "Learning rate.")
+    cutouts: int = knob(128, "Random crops CLIP sees per step.")
+    augment: str = knob("light", "Cutout augmentations: none, light or strong.")
+    seed: int | None = knob(None, "Random seed (random when omitted; always recorded).", show="random")
     # --- the generator ------------------------------------------------------------------------------------------------
-    size: int = _knob(512, "BigGAN-deep model: 128, 256 or 512.")
-    biggan: str | None = _knob(
+    size: int = knob(512, "BigGAN-deep model: 128, 256 or 512.")
+    biggan: str | None = knob(
         None, "BigGAN shortcut name, folder (pytorch_model.bin + config.json) or URL of one.", show="biggan-deep-SIZE"
     )
-    truncation: float = _knob(1.0, "BigGAN truncation, 0 < t <= 1; latents stay within ±2t.")
-    max_classes: int | None = _knob(None, "Keep only the top-k ImageNet classes (differentiable top-k).")
-    class_temperature: float = _knob(2.0, "Temperature of that top-k.")
-    ema_decay: float = _knob(0.99, "Moving-average decay of the parameters (saved images use the average).")
+    truncation: float = knob(1.0, "BigGAN truncation, 0 < t <= 1; latents stay within ±2t.")
+    max_classes: int | None = knob(None, "Keep only the top-k ImageNet classes (differentiable top-k).")
+    class_temperature: float = knob(2.0, "Temperature of that top-k.")
+    ema_decay: float = knob(0.99, "Moving-average decay of the parameters (saved images use the average).")
     # --- where the picture starts -------------------------------------------------------------------------------------
-    init_candidates: int = _knob(1, "Render K random starts and begin from the one CLIP likes best.")
-    init_class: str | None = _knob(None, "Start from this ImageNet class (index, name or '971) bubble').")
-    init: str | None = _knob(None, "Start from a finished run folder's latents.")
-    num_images: int = _knob(1, "Pictures dreamt at once (seeds seed, seed+1, …), each in its own sub-folder.")
-    keep: str = _knob("all", "With several pictures: keep all, or only the best.", resume=True)
+    init_candidates: int = knob(1, "Render K random starts and begin from the one CLIP likes best.")
+    init_class: str | None = knob(None, "Start from this ImageNet class (index, name or '971) bubble').")
+    init: str | None = knob(None, "Start from a finished run folder's latents.")
+    num_images: int = knob(1, "Pictures dreamt at once (seeds seed, seed+1, …), each in its own sub-folder.")
+    keep: str = knob("all", "With several pictures: keep all, or only the best.", resume=True)
     # --- the judges ---------------------------------------------------------------------------------------------------
-    clip_model: tuple[str, ...] = _knob(
+    clip_model: tuple[str, ...] = knob(
         ("ViT-B-32",), "open_clip model name or JSON config path; repeat for an ensemble, NAME:weight to weight one."
     )
-    clip_pretrained: tuple[str, ...] = _knob(
+    clip_pretrained: tuple[str, ...] = knob(
         ("openai",), "open_clip pretrained tag or checkpoint file (once for all models, or once per model)."
     )
     # --- where and how it runs ----------------------------------------------------------------------------------------
-    device: str = _knob("auto", "auto, cpu, cuda, cuda:N or mps.", resume=True, identity=False)
-    precision: str = _knob("auto", "auto, fp32, bf16 or fp16.")
-    cutout_batch: int = _knob(
+    device: str = knob("auto", "auto, cpu, cuda, cuda:N or mps.", resume=True, identity=False)
+    precision: str = knob("auto", "auto, fp32, bf16 or fp16.")
+    cutout_batch: int = knob(
         32, "Cutouts CLIP encodes at once (caps memory; same picture).", resume=True, identity=False
     )
     # --- what is written ----------------------------------------------------------------------------------------------
-    out: str = _knob("outputs", "Folder for run folders.", short="-o", resume=True, identity=False)
-    save_every: int = _knob(100, "Save picture and checkpoint every N steps.", resume=True, identity=False)
-    save_progress: bool = _knob(False, "Keep every saved picture in progress/.", resume=True, identity=False)
-    video: bool = _knob(False, "Write progress.mp4 of the saved pictures at the end.", resume=True, identity=False)
-    upscale: int | None = _knob(
+    out: str = knob("outputs", "Folder for run folders.", short="-o", resume=True, identity=False)
+    save_every: int = knob(100, "Save picture and checkpoint every N steps.", resume=True, identity=False)
+    save_progress: bool = knob(False, "Keep every saved picture in progress/.", resume=True, identity=False)
+    video: bool = knob(False, "Write progress.mp4 of the saved pictures at the end.", resume=True, identity=False)
+    upscale: int | None = knob(
         None,
         "Also write image_x2.png or image_x4.png, upscaled, beside image.png at the end.",
         resume=True,
@@ -202,42 +227,6 @@ class ClipSpec:
     weight: float = 1.0
 
 
-@dataclass(frozen=True)
-class Option:
-    """One DreamSettings field as a command-line option."""
-
-    name: str  # the field
-    flags: tuple[str, ...]  # e.g. ("--iterations", "-i")
-    kind: type  # int, float, str or bool (the value type; several values when `multiple`)
-    multiple: bool  # repeatable, collecting a tuple
-    default: Any
-    help: str
-    show: str  # the default as help shows it
-
-    @property
-    def flag(self) -> str:
-        return self.flags[0]
-
-
-def options() -> list[Option]:
-    """Every field that has a command-line option, in the dataclass's order."""
-    hints = typing.get_type_hints(DreamSettings)
-    found = []
-    for f in dataclasses.fields(DreamSettings):
-        meta = f.metadata
-        if not meta.get("cli", True):
-            continue
-        hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        multiple = typing.get_origin(hint) is tuple
-        kind = args[0] if args else hint
-        flags = (meta.get("flag") or "--" + f.name.replace("_", "-"),) + ((meta["short"],) if meta.get("short") else ())
-        default = f.default
-        show = meta.get("show") or (", ".join(default) if isinstance(default, tuple) else str(default))
-        found.append(Option(f.name, flags, kind, multiple, default, meta["help"], show))
-    return found
-
-
 def _derived(key: str, want: bool) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(DreamSettings) if bool(f.metadata.get(key)) == want)
 
@@ -265,45 +254,46 @@ def _split_weight(item: str) -> tuple[str, float]:
     return name.strip(), weight
 
 
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 def _check(s: DreamSettings) -> None:
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise UserError(message)
 
-    def whole(value: Any, least: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-    need(whole(s.iterations, 1), f"--iterations {s.iterations!r}: must be a whole number >= 1")
-    need(whole(s.cutouts, 1), f"--cutouts {s.cutouts!r}: must be a whole number >= 1")
-    need(whole(s.cutout_batch, 1), f"--cutout-batch {s.cutout_batch!r}: must be a whole number >= 1")
+    need(_whole(s.iterations, 1), f"--iterations {s.iterations!r}: must be a whole number >= 1")
+    need(_whole(s.cutouts, 1), f"--cutouts {s.cutouts!r}: must be a whole number >= 1")
+    need(_whole(s.cutout_batch, 1), f"--cutout-batch {s.cutout_batch!r}: must be a whole number >= 1")
     need(s.lr > 0, f"--lr {s.lr!r}: must be > 0")
     need(s.size in SIZES, f"--size {s.size!r}: allowed sizes are {', '.join(map(str, SIZES))}")
     need(0 < s.truncation <= 1, f"--truncation {s.truncation!r}: must be in (0, 1]")
     need(
-        s.max_classes is None or 1 <= s.max_classes <= 1000,
-        f"--max-classes {s.max_classes!r}: must be between 1 and 1000",
+        s.max_classes is None or 1 <= s.max_classes <= NUM_CLASSES,
+        f"--max-classes {s.max_classes!r}: must be between 1 and {NUM_CLASSES}",
     )
     need(s.class_temperature > 0, f"--class-temperature {s.class_temperature!r}: must be > 0")
     need(0 <= s.ema_decay < 1, f"--ema-decay {s.ema_decay!r}: must be in [0, 1)")
-    need(whole(s.save_every, 1), f"--save-every {s.save_every!r}: must be a whole number >= 1")
+    need(_whole(s.save_every, 1), f"--save-every {s.save_every!r}: must be a whole number >= 1")
     need(
         s.device.split(":")[0] in DEVICES,
         f"--device {s.device!r}: allowed are {', '.join(DEVICES)} (cuda:N also works)",
     )
     need(s.precision in PRECISIONS, f"--precision {s.precision!r}: allowed are {', '.join(PRECISIONS)}")
     need(s.augment in AUGMENTS, f"--augment {s.augment!r}: allowed are {', '.join(AUGMENTS)}")
-    need(s.seed is None or (whole(s.seed, 0) and s.seed < 2**63), f"--seed {s.seed!r}: must be a whole number >= 0")
+    need(s.seed is None or (_whole(s.seed, 0) and s.seed < 2**63), f"--seed {s.seed!r}: must be a whole number >= 0")
     need(bool(s.clip_model) and all(m.strip() for m in s.clip_model), "--clip-model: must not be empty")
     need(bool(s.clip_pretrained), "--clip-pretrained: must not be empty")
-    need(whole(s.init_candidates, 1), f"--init-candidates {s.init_candidates!r}: must be a whole number >= 1")
-    need(whole(s.num_images, 1), f"--num-images {s.num_images!r}: must be a whole number >= 1")
+    need(_whole(s.init_candidates, 1), f"--init-candidates {s.init_candidates!r}: must be a whole number >= 1")
+    need(_whole(s.num_images, 1), f"--num-images {s.num_images!r}: must be a whole number >= 1")
     need(s.keep in KEEP, f"--keep {s.keep!r}: allowed are {', '.join(KEEP)}")
     need(
-        s.patience is None or whole(s.patience, 1),
+        s.patience is None or _whole(s.patience, 1),
         f"--patience {s.patience!r}: must be a whole number >= 1 (steps without a better score)",
     )
     need(
-        s.change_every is None or whole(s.change_every, 1),
+        s.change_every is None or _whole(s.change_every, 1),
         f"--change-every {s.change_every!r}: must be a whole number >= 1 (steps per part of a story)",
     )
     story = len(story_parts(s.text)) > 1
@@ -324,3 +314,66 @@ def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
     if both:
         raise UserError(f"{both[0]} is big-sleep's name for {names[both[0]]}; give only one of them")
     return {names.get(k, k): v for k, v in options.items()}
+
+
+def _check_whole(value: Any, least: int, flag: str) -> None:
+    if not _whole(value, least):
+        raise UserError(f"{flag} {value!r}: must be a whole number >= {least}")
+
+
+def _check_as_dream(settings: Any) -> None:
+    """Check the fields another command's settings share with DreamSettings as a dream checks them."""
+    shared = {f.name for f in dataclasses.fields(DreamSettings)} & {f.name for f in dataclasses.fields(settings)}
+    DreamSettings(**{name: getattr(settings, name) for name in shared})
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvertSettings:
+    """``textsleep invert``: a photo's inversion (:func:`textsleep.invert.invert_photo` takes these as keywords)."""
+
+    iterations: int = like("iterations", 300)
+    lr: float = like("lr")
+    cutouts: int = like("cutouts", 32, help="Random crops CLIP compares with the photo per step.")
+    pixel_weight: float = knob(500.0, "Weight of the low-resolution pixel loss against CLIP's similarity.")
+    pixel_size: int = knob(32, "Side in pixels at which render and photo are compared.")
+    candidates: int = knob(8, "Start from the best of K one-class starts (classes CLIP finds closest to the photo).")
+    seed: int = like("seed", 0, help="Random seed of the latents (recorded with the output).", show=None)
+    truncation: float = like(
+        "truncation",
+        help="0 < t <= 1: latents from a truncated normal (±2) scaled by t; BigGAN uses the matching statistics.",
+    )
+    clip_model: str = like("clip_model", "ViT-B-32", help="open_clip model name or JSON config path.")
+    clip_pretrained: str = like("clip_pretrained", "openai", help="open_clip pretrained tag or checkpoint file.")
+    size: int = like("size")
+    biggan: str | None = like("biggan")
+    device: str = like("device")
+    precision: str = like("precision")
+    out: str = like("out")
+
+    def __post_init__(self) -> None:
+        _check_as_dream(self)
+        _check_whole(self.pixel_size, 1, "--pixel-size")
+        _check_whole(self.candidates, 1, "--candidates")
+        if not self.pixel_weight >= 0:
+            raise UserError(f"--pixel-weight {self.pixel_weight!r}: must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchSettings:
+    """``textsleep bench``: what :func:`textsleep.bench.run_bench` times."""
+
+    size: int = like("size", help="BigGAN-deep size: 128, 256 or 512.")
+    cutouts: int = like("cutouts", 32, help="Cutouts per step.")
+    steps: int = knob(10, "Timed steps (after one warm-up step).")
+    batch: int = knob(1, "Pictures optimised at once.")
+    device: str = like("device")
+    precision: str = like("precision")
+    clip_model: str = like("clip_model", "ViT-B-32-quickgelu", help="open_clip model to build with random weights.")
+    augment: str = like("augment")
+    cutout_batch: int = like("cutout_batch", help="Cutouts CLIP encodes at once.")
+    breakdown: bool = knob(False, "Also time BigGAN, cutouts and CLIP on their own and count their GFLOP.")
+
+    def __post_init__(self) -> None:
+        _check_as_dream(self)
+        _check_whole(self.steps, 1, "--steps")
+        _check_whole(self.batch, 1, "--batch")

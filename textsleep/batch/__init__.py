@@ -4,6 +4,7 @@
 - :mod:`.store`   the batch folder: ``batch.json``, ``manifest.jsonl``, claims, the gallery
 - :mod:`.runner`  running the jobs, one attempt at a time, each recorded
 - :mod:`.status`  how far a batch is (``textsleep batch --status``)
+- :mod:`.launch`  starting one as ``textsleep batch`` asks: its options, its folder and shard, a worker per device
 
 >>> plan = plan_batch("prompts/overnight.txt", {"iterations": 200})        # doctest: +SKIP
 >>> folder = BatchFolder.prepare("outputs/batch-overnight", plan)          # doctest: +SKIP
@@ -11,6 +12,7 @@
 ...     print(event.kind, event.job.prompt)
 """
 
+from .launch import BatchOptions, Launch, launch, plan_lines, run_workers
 from .plan import (
     Job,
     Plan,
@@ -23,7 +25,7 @@ from .plan import (
     shard_from_env,
 )
 from .runner import Event, run_jobs
-from .status import Progress, Status, batch_status, progress
+from .status import BatchStatus, Progress, batch_status, progress
 from .store import BatchFolder
 
 __all__ = [
@@ -42,5 +44,10 @@ __all__ = [
     "Plan",
     "Event",
     "Progress",
-    "Status",
+    "BatchStatus",
+    "BatchOptions",
+    "Launch",
+    "plan_lines",
+    "launch",
+    "run_workers",
 ]

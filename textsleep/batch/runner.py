@@ -14,13 +14,14 @@ from typing import Any
 import torch
 
 from ..errors import Interrupted, one_line
+from ..hooks import Status
 from ..imagine import Imagine
 from ..models import ModelCache
 from ..outputs import load_checkpoint, read_json
-from ..runs import RUN_FILES
+from ..runs import RUN_FILES, RunFolder
 from .plan import Job
 from .status import Progress, progress
-from .store import DONE, RUNS, BatchFolder, steps_saved, utc_now
+from .store import RUNS, STOPPED, BatchFolder, steps_saved, utc_now
 
 __all__ = ["Event", "run_jobs"]
 
@@ -43,10 +44,10 @@ class Event:
 def _wanted(record: dict[str, Any], retry_failed: bool) -> str:
     """Why a job is not to be run now ('' when it is)."""
     status = record.get("status")
-    if status == DONE:
-        return "finished"
-    if status == "failed" and not retry_failed:
-        return "failed"
+    if status == Status.FINISHED:
+        return Status.FINISHED
+    if status == Status.FAILED and not retry_failed:
+        return Status.FAILED
     return ""
 
 
@@ -117,17 +118,19 @@ def _run_one(
     saved_steps = steps_saved(run_dir)
     # an attempt still marked running was stopped without a word (killed, power cut): it got as far as the checkpoint
     record["attempts"] = [
-        {**a, "status": "stopped", "to_step": saved_steps} if a.get("status") == "running" else a
+        {**a, "status": STOPPED, "to_step": saved_steps} if a.get("status") == Status.RUNNING else a
         for a in record.get("attempts", [])
     ]
     if _already_finished(run_dir, job):
         folder.update(
-            job.id, **_outcome(run_dir, record, status=DONE, seconds=0.0, steps_run=0), attempts=record["attempts"]
+            job.id,
+            **_outcome(run_dir, record, status=Status.FINISHED, seconds=0.0, steps_run=0),
+            attempts=record["attempts"],
         )
         yield _event(folder, "finished", job, mine, workers)
         return
     restarted = _set_aside_unreadable(run_dir)
-    resumable = not restarted and (run_dir / _RECORD).is_file() and (run_dir / _CHECKPOINT).is_file()
+    resumable = not restarted and RunFolder(run_dir).has_checkpoint()
     from_step = saved_steps if resumable else 0
     yield _event(folder, "start", job, mine, workers, resumed_from=from_step, restarted=restarted)
     attempt = {
@@ -140,9 +143,9 @@ def _run_one(
         attempt["restarted"] = restarted
     folder.update(
         job.id,
-        status="running",
+        status=Status.RUNNING,
         worker=attempt["worker"],
-        attempts=[*record["attempts"], {**attempt, "status": "running"}],
+        attempts=[*record["attempts"], {**attempt, "status": Status.RUNNING}],
     )
     imagine, t0, error = None, None, None
     try:
@@ -154,11 +157,11 @@ def _run_one(
     except KeyboardInterrupt as err:  # Ctrl-C, or a signal (Interrupted): the dream has saved itself
         if isinstance(err, Interrupted):
             attempt["signal"] = err.signal_name
-        _record_attempt(folder, record, attempt, imagine, "interrupted", t0)
+        _record_attempt(folder, record, attempt, imagine, Status.INTERRUPTED, t0)
         raise
     except Exception as err:  # noqa: BLE001 - any failure of one job is recorded and the batch goes on
         error = one_line(err)
-    _record_attempt(folder, record, attempt, imagine, "failed" if error else DONE, t0, error=error)
+    _record_attempt(folder, record, attempt, imagine, Status.FAILED if error else Status.FINISHED, t0, error=error)
     if error:
         del imagine
         _free_memory()  # e.g. after running out of GPU memory, before the next job
@@ -224,7 +227,7 @@ def _outcome(run_dir: Path, record: dict, *, status: str, seconds: float, steps_
         "steps_run": int(record.get("steps_run") or 0) + steps_run,
         "worker": None,
     }
-    if status == DONE:
+    if status == Status.FINISHED:
         fields["finished"] = utc_now()
         fields["error"] = None
     run = _read_run(run_dir)
@@ -248,7 +251,7 @@ def _read_run(run_dir: Path) -> dict[str, Any]:
 def _already_finished(run_dir: Path, job: Job) -> bool:
     """A run that ended but whose record was not updated (killed between the two)."""
     run = _read_run(run_dir)
-    return run.get("status") == DONE and run.get("steps_done", 0) >= job.settings.get("iterations", 0)
+    return run.get("status") == Status.FINISHED and run.get("steps_done", 0) >= job.settings.get("iterations", 0)
 
 
 def _free_memory() -> None:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .store import DONE, BatchFolder, steps_saved
+from ..hooks import Status
+from .store import STOPPED, BatchFolder, steps_saved
 
-__all__ = ["Progress", "progress", "Status", "batch_status", "worker_alive"]
+__all__ = ["Progress", "progress", "BatchStatus", "batch_status", "worker_alive"]
 
 
 @dataclass
@@ -33,21 +34,20 @@ class Progress:
 
 def progress(records: list[dict[str, Any]], mine: list[dict[str, Any]] | None = None, workers: int = 1) -> Progress:
     """Counts over ``records`` and an ETA for ``mine`` from seconds per step measured so far."""
-    count = {s: sum(r.get("status") == s for r in records) for s in ("finished", "failed", "running")}
+    count = {s: sum(r.get("status") == s for r in records) for s in (Status.FINISHED, Status.FAILED, Status.RUNNING)}
     seconds = sum(float(r.get("seconds") or 0) for r in records)
     steps = sum(int(r.get("steps_run") or 0) for r in records)
     per_step = seconds / steps if steps and seconds else None
-    left = [r for r in (records if mine is None else mine) if r.get("status") not in ("finished", "failed")]
+    left = [r for r in (records if mine is None else mine) if r.get("status") not in (Status.FINISHED, Status.FAILED)]
     remaining = sum(max(0, int(r.get("iterations") or 0) - int(r.get("steps_done") or 0)) for r in left)
     eta = per_step * remaining / max(1, workers) if per_step is not None else None
-    waiting = len(records) - count["finished"] - count["failed"] - count["running"]
-    return Progress(
-        len(records), count["finished"], count["failed"], count["running"], waiting, per_step, remaining, eta
-    )
+    finished, failed, running = count[Status.FINISHED], count[Status.FAILED], count[Status.RUNNING]
+    waiting = len(records) - finished - failed - running
+    return Progress(len(records), finished, failed, running, waiting, per_step, remaining, eta)
 
 
 @dataclass
-class Status:
+class BatchStatus:
     """What a batch folder says: its jobs in file order, their progress, and records of earlier lines."""
 
     folder: Path
@@ -57,18 +57,18 @@ class Status:
     earlier: int  # records of jobs no longer in the prompt file
 
 
-def batch_status(path: str | os.PathLike) -> Status:
+def batch_status(path: str | os.PathLike) -> BatchStatus:
     """Read a batch folder; a job marked running whose worker has gone is shown as ``stopped``."""
     folder = BatchFolder.existing(path)
     records = folder.records()
     current = [dict(r) for r in folder.ordered(records)]
     for record in current:
-        if record.get("status") == "running" and worker_alive(record.get("worker")) is False:
-            record["status"] = "stopped"
-        if record.get("status") not in (DONE, "failed") and record.get("folder"):
+        if record.get("status") == Status.RUNNING and worker_alive(record.get("worker")) is False:
+            record["status"] = STOPPED
+        if record.get("status") not in (Status.FINISHED, Status.FAILED) and record.get("folder"):
             record["steps_done"] = steps_saved(folder.path / record["folder"])  # as far as the last save
-    running = sum(r.get("status") == "running" for r in current)
-    return Status(
+    running = sum(r.get("status") == Status.RUNNING for r in current)
+    return BatchStatus(
         folder.path,
         folder.meta().get("prompt_file", ""),
         current,

@@ -39,18 +39,18 @@ from filelock import FileLock, Timeout
 
 from .. import __version__, outputs
 from ..errors import UserError
-from ..gallery import write_gallery
+from ..gallery import GALLERY_FILE, write_gallery
+from ..hooks import Status
 from ..runs import RUN_FILES
 from .plan import Job, Plan
 
-__all__ = ["BatchFolder", "MANIFEST", "META", "GALLERY", "RUNS", "CLAIMS", "DONE", "steps_saved", "utc_now"]
+__all__ = ["BatchFolder", "MANIFEST", "META", "RUNS", "CLAIMS", "STOPPED", "steps_saved", "utc_now"]
 
 MANIFEST = "manifest.jsonl"
 META = "batch.json"
-GALLERY = "index.html"
 RUNS = "runs"
 CLAIMS = "claims"
-DONE = "finished"
+STOPPED = "stopped"  # a job (or attempt) marked running whose worker ended without a word: killed, a power cut
 
 
 def utc_now() -> str:
@@ -79,6 +79,7 @@ class BatchFolder:
         self.meta_file = self.path / META
         self.runs = self.path / RUNS
         self.claims = self.path / CLAIMS
+        self.gallery = self.path / GALLERY_FILE
 
     # ---- opening
     @classmethod
@@ -197,8 +198,8 @@ class BatchFolder:
                 old = records.get(job.id)
                 if old is None:
                     records[job.id] = _new_record(job)
-                elif not job.valid and old.get("status") != DONE:
-                    records[job.id] = {**old, "status": "failed", "error": job.error, "line": job.line}
+                elif not job.valid and old.get("status") != Status.FINISHED:
+                    records[job.id] = {**old, "status": Status.FAILED, "error": job.error, "line": job.line}
                 else:
                     records[job.id] = {**old, "line": job.line}
             self._write(records)
@@ -249,7 +250,7 @@ def _new_record(job: Job) -> dict[str, Any]:
         "seed": job.seed,
         "settings": job.settings,
         "folder": f"{RUNS}/{job.folder}" if job.valid else None,
-        "status": "pending" if job.valid else "failed",
+        "status": Status.PENDING if job.valid else Status.FAILED,
         "error": job.error,
         "steps_done": 0,
         "iterations": job.settings.get("iterations"),

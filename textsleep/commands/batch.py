@@ -2,177 +2,102 @@
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .. import batch as lib
+from ..batch.store import MANIFEST
 from ..errors import Interrupted, UserError
-from ..options import parse_options
-from ..outputs import slugify
-from .common import cli_errors, echo_err, progress_hook
+from ..hooks import Status
+from ..options import with_settings
+from .common import ProgressBar, cli_errors, echo_err
 
 __all__ = ["register", "batch"]
 
-_RUNS_HERE = ("--resume",)  # dream options that make no sense for a batch
 
-
+@with_settings
 def batch(
     ctx: typer.Context,
     prompt_file: Optional[Path] = typer.Argument(
         None, metavar="FILE", help="Prompt file: one prompt a line; options for one line after ' -- '; '#' comments."
     ),
-    out: Optional[Path] = typer.Option(
-        None,
-        "--out",
-        "-o",
-        metavar="DIR",
-        help="Batch folder (rerun with the same one to resume).",
-        show_default="outputs/batch-FILE",
-    ),
-    strict: bool = typer.Option(
-        False, "--strict", help="Stop before starting when a line is bad (default: skip it and record it failed)."
-    ),
-    repeat: Optional[str] = typer.Option(
-        None,
-        "--repeat",
-        metavar="K",
-        help="Dream every line K times (seeds seed, seed+1, …, or derived from the line).",
-    ),
-    seeds: Optional[str] = typer.Option(
-        None, "--seeds", metavar="1,2,3", help="Dream every line once per seed, e.g. 1,2,3."
-    ),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed jobs again."),
-    shard: Optional[str] = typer.Option(
-        None,
-        "--shard",
-        metavar="I/N",
-        help=(
-            "I/N: run only jobs I, I+N, I+2N, … (0 <= I < N); "
-            "in a Slurm array job it is the task's place in the array unless given."
-        ),
-    ),
-    devices: Optional[str] = typer.Option(
-        None, "--devices", metavar="DEVICES", help="One worker per device on this machine, e.g. cuda:0,cuda:1."
-    ),
-    force: bool = typer.Option(
-        False, "--force", help="Use an --out folder made for another prompt file or other options."
-    ),
-    status: Optional[Path] = typer.Option(
-        None, "--status", metavar="DIR", help="Show what is done in a batch folder, and exit."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-job progress bar."),
-    worker: Optional[str] = typer.Option(
-        None, "--worker", hidden=True, help="(internal) a worker started by --devices."
-    ),
+    *,
+    options: lib.BatchOptions,
 ) -> None:
     """Dream every prompt of a file; rerun the same command to resume.
 
     Any option of textsleep dream (textsleep dream --help) is a default for every line.
     """
 
-    if status is not None:
-        if prompt_file is not None or out is not None or ctx.args:
+    if options.status is not None:
+        if prompt_file is not None or options.out is not None or ctx.args:
             raise UserError("--status DIR takes nothing else, e.g. textsleep batch --status outputs/batch-overnight")
-        _print_status(lib.batch_status(status))
+        _print_status(lib.batch_status(options.status))
         return
     if prompt_file is None:
         raise UserError("give a prompt file, e.g. textsleep batch prompts/overnight.txt (or --status DIR)")
-    if shard is None and worker is None:
-        shard, where = _slurm_shard()
-    else:
-        where = ""
-    folder, mine, device_list = _prepare(
-        ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker, where
-    )
-    again = _resume_command(ctx, prompt_file, folder.path, repeat, seeds, shard, devices, retry_failed, quiet)
-    if device_list and len(device_list) > 1:
-        code = _run_workers(ctx, prompt_file, folder.path, device_list, repeat, seeds, shard, retry_failed, again)
-    else:
-        device = device_list[0] if device_list else None
-        code = _run_here(
-            folder,
-            mine,
-            retry_failed=retry_failed,
-            device=device,
-            quiet=quiet or worker is not None,
-            tag=worker,
-            again=again,
-        )
-    if worker is None:
-        _print_summary(folder, mine)
-    raise typer.Exit(code)
-
-
-def _prepare(ctx, prompt_file, out, strict, repeat, seeds, shard, devices, force, worker, where=""):
-    """Parse everything, report bad lines, open the batch folder; nothing loads a model."""
-
-    for arg in ctx.args:
-        if arg.split("=", 1)[0] in _RUNS_HERE:
-            raise UserError(f"{arg}: a batch resumes its own jobs; rerun the same textsleep batch command instead")
-    defaults = parse_options(list(ctx.args))
-    k = lib.parse_repeat(repeat) if repeat is not None else None
-    seed_list = lib.parse_seeds(seeds) if seeds is not None else None
-    index, count = lib.parse_shard(shard) if shard is not None else (0, 1)
-    device_list = lib.parse_devices(devices) if devices is not None else None
-    if device_list and "device" in defaults:
-        raise UserError("--devices and --device: give one (--devices runs one worker per device)")
-    plan = lib.plan_batch(prompt_file, defaults, repeat=k, seeds=seed_list)
+    worker = options.worker
+    plan = lib.plan_lines(prompt_file, options, ctx.args)
     if worker is None:
         for job in plan.invalid:
-            echo_err(f"{job.error}" if strict else f"warning: {job.error} (skipped; recorded as failed)")
-        if strict and plan.invalid:
+            echo_err(f"{job.error}" if options.strict else f"warning: {job.error} (skipped; recorded as failed)")
+        if options.strict and plan.invalid:
             raise UserError(
                 f"{len(plan.invalid)} bad line(s) in {prompt_file}; fix them, or leave out --strict to skip them"
             )
-    folder = lib.BatchFolder.prepare(
-        out or Path("outputs") / f"batch-{slugify(prompt_file.stem, fallback='prompts')}", plan, force=force
-    )
-    mine = lib.select_shard(plan.jobs, index, count)
+    run = lib.launch(plan, options, ctx.args)
     if worker is None:
-        part = f" (shard {index}/{count}{where})" if count > 1 or where else ""
+        (index, count), mine = run.shard, run.mine
+        part = f" (shard {index}/{count}{run.shard_from})" if count > 1 or run.shard_from else ""
         bad = f" ({sum(not j.valid for j in mine)} bad line(s) skipped)" if any(not j.valid for j in mine) else ""
         typer.echo(
-            f"batch {folder.path}: {sum(j.valid for j in mine)} jobs{part}{bad}; gallery {folder.path / 'index.html'}"
+            f"batch {run.folder.path}: {sum(j.valid for j in mine)} jobs{part}{bad}; gallery {run.folder.gallery}"
         )
-    return folder, mine, device_list
+    if run.devices and len(run.devices) > 1:
+        code = _run_workers(run)
+    else:
+        code = _run_here(run, device=run.devices[0] if run.devices else None, quiet=options.quiet or worker is not None)
+    if worker is None:
+        _print_summary(run.folder)
+    raise typer.Exit(code)
 
 
-def _run_here(folder, mine, *, retry_failed: bool, device: str | None, quiet: bool, tag: str | None, again: str) -> int:
+def _run_here(run: lib.Launch, *, device: str | None, quiet: bool) -> int:
     """Run this process's jobs, printing a line per job; 130 on Ctrl-C (143 on SIGTERM, 129 on SIGHUP), 1 if a job
     failed, else 0.
     """
 
+    tag = run.options.worker
     prefix = f"[{tag}] " if tag else ""
-    hook = None if quiet else progress_hook(leave=False)
-    events = lib.run_jobs(folder, mine, retry_failed=retry_failed, device=device, quiet=quiet, on_step=hook)
-    skipped = {"finished": 0, "failed": 0}
+    hook = None if quiet else ProgressBar(leave=False)
+    events = lib.run_jobs(
+        run.folder, run.mine, retry_failed=run.options.retry_failed, device=device, quiet=quiet, on_step=hook
+    )
+    skipped = {Status.FINISHED: 0, Status.FAILED: 0}
     try:
         for event in events:
             if event.kind == "skipped" and event.why in skipped:
                 skipped[event.why] += 1
                 continue
-            typer.echo(prefix + _event_line(event, folder.path))
+            typer.echo(prefix + _event_line(event, run.folder.path))
     except KeyboardInterrupt as err:
         events.close()
         by = f" by {err.signal_name}" if isinstance(err, Interrupted) else ""
         echo_err(f"\n{prefix}stopped{by}; the running job's checkpoint is saved and the manifest says interrupted")
         if tag is None:
-            echo_err(f"resume with: {again}")
+            echo_err(f"resume with: {run.again}")
         return getattr(err, "exit_code", 130)
     finally:
         events.close()
-    if skipped["finished"] or skipped["failed"]:
-        retry = " (--retry-failed runs them again)" if skipped["failed"] else ""
-        typer.echo(f"{prefix}skipped {skipped['finished']} finished and {skipped['failed']} failed job(s){retry}")
-    records = folder.records()
-    return 1 if any(records.get(job.id, {}).get("status") == "failed" for job in mine) else 0
+    done, failed = skipped[Status.FINISHED], skipped[Status.FAILED]
+    if done or failed:
+        retry = " (--retry-failed runs them again)" if failed else ""
+        typer.echo(f"{prefix}skipped {done} finished and {failed} failed job(s){retry}")
+    records = run.folder.records()
+    return 1 if any(records.get(job.id, {}).get("status") == Status.FAILED for job in run.mine) else 0
 
 
 def _event_line(event, batch_dir: Path) -> str:
@@ -193,60 +118,24 @@ def _event_line(event, batch_dir: Path) -> str:
     return f"{count} skipped {_short(job.prompt)}: another worker is running it"
 
 
-def _run_workers(ctx, prompt_file, batch_dir, device_list, repeat, seeds, shard, retry_failed, again) -> int:
+def _run_workers(run: lib.Launch) -> int:
     """One worker process per device; Ctrl-C (or SIGTERM, SIGHUP) stops them all (each saves its job)."""
 
-    common = [str(prompt_file), "--out", str(batch_dir), *ctx.args]
-    for name, value in (("--repeat", repeat), ("--seeds", seeds), ("--shard", shard)):
-        if value is not None:
-            common += [name, value]
-    if retry_failed:
-        common.append("--retry-failed")
-    procs = []
-    for device in device_list:
-        args = [sys.executable, "-m", "textsleep", "batch", *common, "--device", device, "--worker", device]
-        procs.append(subprocess.Popen(args, start_new_session=True))  # Ctrl-C reaches them once, through us
-    typer.echo(f"{len(procs)} workers: {', '.join(device_list)}")
+    typer.echo(f"{len(run.devices)} workers: {', '.join(run.devices)}")
     try:
-        codes = [proc.wait() for proc in procs]
+        return lib.run_workers(run)
     except KeyboardInterrupt as err:
-        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)  # the same stop, passed on
-        for proc in procs:
-            proc.wait()
-        echo_err(f"\nstopped; each worker saved its running job\nresume with: {again}")
+        echo_err(f"\nstopped; each worker saved its running job\nresume with: {run.again}")
         return getattr(err, "exit_code", 130)
-    stopped = [code for code in codes if code in (130, 143, 129)]
-    return stopped[0] if stopped else max(codes)
 
 
-def _slurm_shard() -> tuple[str | None, str]:
-    """In a Slurm array task: its shard as I/N and a note saying where it came from; else (None, "")."""
-
-    found = lib.shard_from_env()
-    if found is None:
-        return None, ""
-    return f"{found[0]}/{found[1]}", f" from Slurm array task {os.environ['SLURM_ARRAY_TASK_ID']}"
-
-
-def _resume_command(ctx, prompt_file, batch_dir, repeat, seeds, shard, devices, retry_failed, quiet) -> str:
-    args = ["textsleep", "batch", str(prompt_file), "--out", str(batch_dir), *ctx.args]
-    for name, value in (("--repeat", repeat), ("--seeds", seeds), ("--shard", shard), ("--devices", devices)):
-        if value is not None:
-            args += [name, value]
-    args += ["--retry-failed"] * retry_failed + ["--quiet"] * quiet
-    return shlex.join(args)
-
-
-def _print_summary(folder, mine) -> None:
+def _print_summary(folder: lib.BatchFolder) -> None:
 
     records = folder.ordered()
     p = lib.progress(records)
     typer.echo(
         f"{p.total} jobs: {p.finished} finished, {p.failed} failed, {p.running} running, {p.waiting} waiting · "
-        f"gallery {folder.path / 'index.html'}"
+        f"gallery {folder.gallery}"
     )
     if p.failed:
         typer.echo(f"see the errors: textsleep batch --status {shlex.quote(str(folder.path))}")
@@ -270,8 +159,8 @@ def _print_status(status) -> None:
         if r.get("error"):
             typer.echo(f"{'':14}{r['error']}")
     if status.earlier:
-        typer.echo(f"  ({status.earlier} earlier job(s) no longer in the prompt file are in manifest.jsonl)")
-    typer.echo(f"gallery: {status.folder / 'index.html'}")
+        typer.echo(f"  ({status.earlier} earlier job(s) no longer in the prompt file are in {MANIFEST})")
+    typer.echo(f"gallery: {lib.BatchFolder(status.folder).gallery}")
 
 
 def _short(text: str, width: int = 50) -> str:

@@ -2,67 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 
 import typer
 
 from ..bench import run_bench
-from ..errors import UserError
-from ..settings import AUGMENTS, PRECISIONS, SIZES
+from ..options import with_settings
+from ..settings import BenchSettings, knob
 from .common import cli_errors
-from .common import settings_default as d
 
 __all__ = ["register"]
 
 
-def bench(
-    size: int = typer.Option(512, "--size", help="BigGAN-deep size: 128, 256 or 512."),
-    cutouts: int = typer.Option(32, "--cutouts", help="Cutouts per step."),
-    steps: int = typer.Option(10, "--steps", help="Timed steps (after one warm-up step)."),
-    batch: int = typer.Option(1, "--batch", help="Pictures optimised at once."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16.", show_default=d("precision")),
-    clip_model: str = typer.Option(
-        "ViT-B-32-quickgelu", "--clip-model", help="open_clip model to build with random weights."
-    ),
-    augment: str = typer.Option("light", "--augment", help="Cutout augmentations: none, light or strong."),
-    cutout_batch: int = typer.Option(
-        32, "--cutout-batch", help="Cutouts CLIP encodes at once.", show_default=d("cutout_batch")
-    ),
-    breakdown: bool = typer.Option(
-        False, "--breakdown", help="Also time BigGAN, cutouts and CLIP on their own and count their GFLOP."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-) -> None:
+@dataclass(frozen=True)
+class Report:
+    """How ``textsleep bench`` prints its figures."""
+
+    as_json: bool = knob(False, "Print one JSON object instead of a table.", flag="--json")
+
+
+@with_settings
+def bench(*, settings: BenchSettings, report: Report) -> None:
     """Time the real dream step on randomly initialised full-size models (no download needed)."""
 
-    if size not in SIZES:
-        raise UserError(f"--size {size}: allowed sizes are {', '.join(map(str, SIZES))}")
-    for name, value, low in (
-        ("--cutouts", cutouts, 1),
-        ("--steps", steps, 1),
-        ("--batch", batch, 1),
-        ("--cutout-batch", cutout_batch, 1),
-    ):
-        if value < low:
-            raise UserError(f"{name} {value}: must be a whole number >= {low}")
-    if precision not in PRECISIONS:
-        raise UserError(f"--precision {precision!r}: allowed are {', '.join(PRECISIONS)}")
-    if augment not in AUGMENTS:
-        raise UserError(f"--augment {augment!r}: allowed are {', '.join(AUGMENTS)}")
-    result = run_bench(
-        size=size,
-        cutouts=cutouts,
-        steps=steps,
-        batch=batch,
-        device=device,
-        precision=precision,
-        clip_model=clip_model,
-        augment=augment,
-        cutout_batch=cutout_batch,
-        breakdown=breakdown,
-    )
-    if as_json:
+    result = run_bench(**dataclasses.asdict(settings))
+    size, cutouts, steps, batch = settings.size, settings.cutouts, settings.steps, settings.batch
+    if report.as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
     typer.echo(f"textsleep step: {result.median_s:.3f} s/step (median of {steps}), {result.it_per_s:.2f} it/s")

@@ -1,4 +1,4 @@
-"""What every command shares: one-line errors, one-line warnings, quiet library logging, signals, a progress bar."""
+"""What every command shares: one-line errors and warnings, quiet library logging, signals, the progress bar."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import typer
 from tqdm.auto import tqdm
 
 from ..errors import Interrupted, UserError
-from ..settings import options
+from ..hooks import Hook, Status
+from ..settings import knob
 
-__all__ = ["cli_errors", "echo_err", "settings_default", "progress_hook", "stop_signals"]
+__all__ = ["cli_errors", "echo_err", "stop_signals", "Display", "ProgressBar"]
 
 _STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # a time limit or scancel; a closed terminal
 
@@ -91,38 +93,38 @@ def cli_errors(func: Callable) -> Callable:
     return wrapper
 
 
-def settings_default(name: str) -> str:
-    """A DreamSettings default as --help shows it (the dataclass is the single source of defaults)."""
+@dataclass(frozen=True)
+class Display:
+    """How a command that runs a dream or an inversion shows its progress."""
 
-    return next(opt.show for opt in options() if opt.name == name)
+    quiet: bool = knob(False, "No progress bar.", short="-q")
 
 
-class _ProgressBar:
-    """A per-step hook (``Imagine(on_step=...)``) drawing a tqdm bar of a dream's steps, with its loss and score."""
+class ProgressBar(Hook):
+    """A tqdm bar of a run's steps on stderr with its loss and CLIP score, or its pixel loss (a photo's inversion).
+
+    It is drawn from the first step on, not while the models load.  One bar
+    serves several runs one after another (a batch's jobs): each run's
+    ``close`` ends its bar and the next run's first step starts a new one.
+    """
 
     def __init__(self, desc: str = "dreaming", leave: bool = True) -> None:
         self.desc, self.leave, self.bar = desc, leave, None
 
-    def __call__(self, imagine, step) -> None:
+    def __call__(self, run, step) -> None:
         if self.bar is None:
-            total = imagine.settings.iterations
+            total = run.settings.iterations
             self.bar = tqdm(
                 total=total, initial=step.index - 1, desc=self.desc, unit="step", dynamic_ncols=True, leave=self.leave
             )
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{step.loss:.3f}", score=f"{step.score:.3f}", refresh=False)
+        if "extra" in step.losses:
+            self.bar.set_postfix(pixel=f"{step.losses['extra']:.4f}", clip=f"{step.score:.3f}", refresh=False)
+        else:
+            self.bar.set_postfix(loss=f"{step.loss:.3f}", score=f"{step.score:.3f}", refresh=False)
 
-    def close(self, imagine, status: str) -> None:
+    def close(self, run=None, status: Status | None = None) -> None:
         if self.bar is not None:
             self.bar.refresh()  # (the last steps may have come faster than the bar redraws)
             self.bar.close()
             self.bar = None
-
-
-def progress_hook(desc: str = "dreaming", leave: bool = True) -> _ProgressBar:
-    """A hook for ``Imagine(on_step=...)`` that shows the dream's progress as a bar on stderr.
-
-    One hook serves several dreams one after another (a batch's jobs): each
-    run's ``close`` ends its bar and the next step starts a new one.
-    """
-    return _ProgressBar(desc, leave)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -13,35 +14,39 @@ from .. import evaluate as ev
 from ..batch import parse_seeds
 from ..errors import UserError
 from ..models import ModelCache, resolve_device, resolve_dtype
-from ..options import parse_options
-from ..settings import DreamSettings
+from ..options import parse_options, with_settings
+from ..settings import DreamSettings, knob
 from .common import cli_errors
 
 __all__ = ["register"]
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvalOptions:
+    """The options of ``textsleep eval`` itself; the dream options that follow them apply to every dream."""
+
+    judge_model: str = knob("ViT-L-14", "CLIP model that scores the finals (not one optimised against).")
+    judge_pretrained: str = knob("openai", "Its pretrained tag or checkpoint file.")
+    seeds: str = knob("0", "Comma-separated seeds; every prompt is dreamt once per seed.")
+    out: Path | None = knob(None, "Folder for the runs and the report.", show="outputs/eval-DATE-TIME")
+    compare: tuple[Path, ...] = knob((), "Compare two results.json files (give --compare twice).", show=False)
+
+
+@with_settings
 def evaluate(
     ctx: typer.Context,
     prompt_file: Optional[Path] = typer.Argument(
         None,
         help="Prompt file, as textsleep batch reads it: one a line, options for one line after ' -- ', '#' comments.",
     ),
-    judge_model: str = typer.Option(
-        "ViT-L-14", "--judge-model", help="CLIP model that scores the finals (not one optimised against)."
-    ),
-    judge_pretrained: str = typer.Option("openai", "--judge-pretrained", help="Its pretrained tag or checkpoint file."),
-    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds; every prompt is dreamt once per seed."),
-    out: Optional[Path] = typer.Option(
-        None, "--out", help="Folder for the runs and the report [default: outputs/eval-DATE-TIME]."
-    ),
-    compare_files: Optional[list[Path]] = typer.Option(
-        None, "--compare", help="Compare two results.json files (give --compare twice)."
-    ),
+    *,
+    options: EvalOptions,
 ) -> None:
     """Dream each prompt for a fixed number of steps and score the finals with a judge CLIP (any dream
     option applies).
     """
 
+    compare_files = options.compare
     if compare_files:
         if len(compare_files) != 2 or prompt_file is not None:
             raise UserError(
@@ -51,15 +56,16 @@ def evaluate(
         return
     if prompt_file is None:
         raise UserError("give a prompt file (e.g. prompts/eval.txt), or --compare A B")
-    _run(ctx, prompt_file, judge_model, judge_pretrained, seeds, out)
+    _run(ctx, prompt_file, options)
 
 
-def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_text: str, out: Path | None) -> None:
+def _run(ctx, prompt_file: Path, options: EvalOptions) -> None:
 
-    seeds = parse_seeds(seeds_text)
-    options = parse_options(list(ctx.args))
-    options.pop("out", None)
-    jobs = ev.plan_eval(prompt_file, options, seeds)
+    judge_model, judge_pretrained, out = options.judge_model, options.judge_pretrained, options.out
+    seeds = parse_seeds(options.seeds)
+    given = parse_options(list(ctx.args))
+    given.pop("out", None)
+    jobs = ev.plan_eval(prompt_file, given, seeds)
     base = DreamSettings(**{**jobs[0].settings, "text": ""})
     ev.check_judge(judge_model, judge_pretrained, base.clips())
     folder = out or Path(base.out) / f"eval-{datetime.now():%Y%m%d-%H%M%S}"
@@ -78,7 +84,7 @@ def _run(ctx, prompt_file: Path, judge_model: str, judge_pretrained: str, seeds_
         "prompt_file": str(prompt_file),
         "seeds": seeds,
         "judge": {"model": judge_model, "pretrained": judge_pretrained},
-        "options": options,
+        "options": given,
         "settings": base.to_dict(),
         "torch": torch.__version__,
     }

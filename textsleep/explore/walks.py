@@ -1,46 +1,25 @@
 """Walks through BigGAN-deep's latent space: grids, morphs, breeds, hallucinations, zooms, sweeps, loops.
 
-Every function takes a BigGAN (:func:`load_generator` loads one) and returns
-pictures as tensors in [0, 1], (N, 3, H, W) on the CPU; nothing here prints or
-writes files (a photo's inversion is :mod:`textsleep.invert`).  Animations
-are generators of frame batches rendered ``batch`` at a time, so memory stays
-flat however many frames are asked for.
-
-Conventions:
-
-* a *point* (:class:`Point`) is one picture's condition: a latent ``z`` and a
-  class vector for each of BigGAN's inputs (L of them, see
-  :func:`textsleep.render.num_latents`) and the truncation it is rendered at;
-* a class point has one truncated-normal ``z`` (±2, scaled by the truncation)
-  drawn from its seed and shared by all L inputs, and a one-hot class vector;
-* ``seed`` always seeds a fresh ``torch.Generator``, so the same arguments
-  give the same pictures.
+Every function takes a BigGAN (:func:`textsleep.explore.load_generator` loads
+one) and returns pictures as tensors in [0, 1], (N, 3, H, W) on the CPU;
+nothing here prints or writes files (:mod:`textsleep.explore.files` does).
+Animations are generators of frame batches rendered ``chunk`` at a time, so
+memory stays flat however many frames are asked for.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
-from .errors import UserError
-from .latents import topk_classes, truncated_normal
-from .models import load_biggan, resolve_device, resolve_dtype
-from .render import num_latents, render
-from .settings import DreamSettings
+from ..errors import UserError
+from ..imagenet import NUM_CLASSES
+from ..render import num_latents
+from .points import Z_DIM, Point, check_chunk, check_truncation, one_hot, render_chunks, render_points, unit_latents
 
 __all__ = [
-    # BigGAN and points in its latent space
-    "load_generator",
-    "Point",
-    "unit_latents",
-    "one_hot",
-    "class_point",
-    "run_point",
-    "render_points",
-    # the walks
     "sample_grid",
     "interpolate",
     "breed",
@@ -57,143 +36,21 @@ __all__ = [
     "MODES",
     "SPACES",
     # their checks (UserError naming the option), to call before a model loads
-    "check_truncation",
+    "check_n",
+    "check_frames",
     "check_mix",
+    "check_keep",
     "check_ratio",
     "check_levels",
     "check_values",
 ]
 
-Z_DIM, NUM_CLASSES = 128, 1000
 SPACES = ("both", "class", "latent")  # what an interpolation moves
 MODES = ("linear", "slerp")  # how it moves the latents
-_LATENTS_TO_SIZE = {11: 128, 13: 256, 15: 512}  # BigGAN-deep's inputs per output size
 
 
-# ---------------------------------------------------------------------------------------------- points
-@dataclass(frozen=True)
-class Point:
-    """One picture's condition: ``z`` (L, 128), class vectors (L, 1000), truncation, and how it was made."""
-
-    z: torch.Tensor
-    classes: torch.Tensor
-    truncation: float
-    recipe: dict = field(default_factory=dict)
-
-
-def check_truncation(value: float, name: str = "--truncation") -> float:
-    """A truncation must be in (0, 1]."""
-    if not 0 < value <= 1:
-        raise UserError(f"{name} {value!r}: must be in (0, 1]")
-    return float(value)
-
-
-def unit_latents(n: int, seed: int) -> torch.Tensor:
-    """``n`` truncated-normal latents (n, 128) within ±2 from ``seed``.
-
-    Rows are drawn one after another, so row i is the same whatever ``n``
-    (one draw of the whole block would depend on its size).
-    """
-    g = torch.Generator().manual_seed(seed)
-    return torch.cat([truncated_normal((1, Z_DIM), g) for _ in range(n)])
-
-
-def one_hot(index: int, num_latents: int) -> torch.Tensor:
-    """Class vectors (L, 1000) that pick out one class at every input."""
-    vec = torch.zeros(num_latents, NUM_CLASSES)
-    vec[:, index] = 1.0
-    return vec
-
-
-def class_point(biggan, index: int, seed: int, truncation: float) -> Point:
-    """A class with the seed's latent (scaled by the truncation) at every input."""
-    check_truncation(truncation)
-    n = num_latents(biggan)
-    z = (unit_latents(1, seed) * truncation).expand(n, Z_DIM).clone()
-    return Point(z, one_hot(index, n), truncation, {"class": index, "seed": seed, "truncation": truncation})
-
-
-def run_point(biggan, saved: dict, source: str) -> Point:
-    """A finished dream's averaged latents (from :func:`textsleep.starts.load_latents`) as a point.
-
-    A run made with another BigGAN size has another number of inputs: that is a
-    UserError that says which size made it.
-    """
-    z, logits = saved.get("z"), saved.get("logits")
-    if not isinstance(z, torch.Tensor) or not isinstance(logits, torch.Tensor) or z.dim() != 2 or z.shape[-1] != Z_DIM:
-        raise UserError(
-            f"{source!r}: its latents.pt holds no (L, 128) latents and class logits; is it a textsleep run folder?"
-        )
-    want = num_latents(biggan)
-    if z.shape[0] != want:
-        made = saved.get("biggan") or f"biggan-deep-{_LATENTS_TO_SIZE.get(z.shape[0], '?')}"
-        size = _LATENTS_TO_SIZE.get(z.shape[0])
-        hint = f"use --size {size}" if size else "use the BigGAN it was made with"
-        raise UserError(
-            f"{source!r} was made with {made} ({z.shape[0]} latents), but this BigGAN takes {want} "
-            f"(biggan-deep-{_LATENTS_TO_SIZE.get(want, '?')}); runs of different sizes cannot be mixed: {hint}"
-        )
-    max_classes = saved.get("max_classes")
-    classes = (
-        topk_classes(logits.float(), max_classes, saved.get("class_temperature", 2.0))
-        if max_classes
-        else torch.sigmoid(logits.float())
-    )
-    truncation = check_truncation(float(saved.get("truncation", 1.0)), f"{source!r}: truncation")
-    recipe = {"run": source, "seed": saved.get("seed"), "truncation": truncation, "biggan": saved.get("biggan")}
-    return Point(z.float(), classes, truncation, recipe)
-
-
-# ---------------------------------------------------------------------------------------------- rendering
-def load_generator(
-    size: int = DreamSettings.size,
-    biggan: str | None = None,
-    device: str = DreamSettings.device,
-    precision: str = DreamSettings.precision,
-):
-    """The BigGAN-deep of ``size`` (or the one ``biggan`` names) on ``device`` at ``precision``, and its name.
-
-    The options are checked as a dream's are (:class:`textsleep.settings.DreamSettings`).
-    """
-
-    name = DreamSettings(size=size, biggan=biggan, device=device, precision=precision).biggan_name
-    dev = resolve_device(device)
-    return load_biggan(name, dev).to(resolve_dtype(precision, dev)), name
-
-
-def _device(biggan) -> torch.device:
-    return next(biggan.parameters()).device
-
-
-@torch.inference_mode()
-def _render(biggan, z: torch.Tensor, classes: torch.Tensor, truncation: float, batch: int) -> Iterator[torch.Tensor]:
-    """Render (N, L, 128) × (N, L, 1000) at one truncation, ``batch`` pictures at a time, onto the CPU."""
-    _check_batch(batch)
-    device = _device(biggan)
-    for i in range(0, z.shape[0], batch):
-        yield render(biggan, z[i : i + batch].to(device), classes[i : i + batch].to(device), truncation).cpu()
-
-
-def render_points(biggan, points: Sequence[Point], batch: int = 8) -> Iterator[torch.Tensor]:
-    """Render points in order, ``batch`` at a time (points in a batch share one truncation)."""
-    i = 0
-    while i < len(points):
-        j = i + 1
-        while j < len(points) and j - i < batch and points[j].truncation == points[i].truncation:
-            j += 1
-        chunk = points[i:j]
-        z = torch.stack([p.z for p in chunk])
-        classes = torch.stack([p.classes for p in chunk])
-        yield from _render(biggan, z, classes, chunk[0].truncation, batch)
-        i = j
-
-
-def _check_batch(batch: int) -> None:
-    if batch < 1:
-        raise UserError(f"--batch {batch}: must be a whole number >= 1")
-
-
-def _check_n(n: int) -> None:
+def check_n(n: int) -> None:
+    """A count of samples, latents or hallucinations (``--n``): at least one."""
     if n < 1:
         raise UserError(f"--n {n}: must be a whole number >= 1")
 
@@ -203,21 +60,21 @@ def _all(frames: Iterator[torch.Tensor]) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- sample
-def sample_grid(biggan, classes: Sequence[int], n: int, seed: int, truncation: float, batch: int = 8) -> torch.Tensor:
+def sample_grid(biggan, classes: Sequence[int], n: int, seed: int, truncation: float, chunk: int = 8) -> torch.Tensor:
     """``n`` samples of each class, (len(classes)·n, 3, H, W), row by row (one row per class).
 
     Column j uses the seed's j-th latent for every class (as the BigGAN notebook
     does), so a column shows the same latent under different classes.
     """
     check_truncation(truncation)
-    _check_n(n)
+    check_n(n)
     if not classes:
         raise UserError("no class given; name at least one (an index 0..999, a name, or '971) bubble')")
     L = num_latents(biggan)
     unit = unit_latents(n, seed)
     z = (unit * truncation)[:, None].expand(n, L, Z_DIM).repeat(len(classes), 1, 1)
     vecs = torch.stack([one_hot(c, L) for c in classes]).repeat_interleave(n, dim=0)
-    return _all(_render(biggan, z, vecs, truncation, batch))
+    return _all(render_chunks(biggan, z, vecs, truncation, chunk))
 
 
 # ---------------------------------------------------------------------------------------------- interpolate
@@ -273,11 +130,17 @@ def mix(
     else:
         z = _lerp(za, zb, t)
     classes = ca.clone() if space == "latent" else _lerp(ca, cb, t)
-    if a.truncation == b.truncation:  # exactly, so that frames batch together under one truncation
+    if a.truncation == b.truncation:  # exactly, so that frames render together under one truncation
         truncations = torch.full((n,), a.truncation, dtype=torch.float64)
     else:
         truncations = (1 - t.double()) * a.truncation + t.double() * b.truncation
     return z, classes, truncations
+
+
+def check_frames(frames: int) -> None:
+    """An interpolation's frames from A to B (``--frames``): at least A and B."""
+    if frames < 2:
+        raise UserError(f"--frames {frames}: an interpolation needs at least 2 frames (A and B)")
 
 
 def _interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
@@ -285,8 +148,7 @@ def _interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
 
     With ``loop`` there are 2·frames − 2 frames and the animation repeats seamlessly.
     """
-    if frames < 2:
-        raise UserError(f"--frames {frames}: an interpolation needs at least 2 frames (A and B)")
+    check_frames(frames)
     t = torch.linspace(0, 1, frames)
     return torch.cat([t, t.flip(0)[1:-1]]) if loop else t
 
@@ -300,25 +162,25 @@ def interpolate(
     mode: str = "linear",
     space: str = "both",
     loop: bool = False,
-    batch: int = 8,
+    chunk: int = 8,
 ) -> Iterator[torch.Tensor]:
-    """Frames from A to B (and back with ``loop``), yielded ``batch`` at a time.
+    """Frames from A to B (and back with ``loop``), yielded ``chunk`` at a time.
 
-    The options are checked at the call; only one batch of conditions and
+    The options are checked at the call; only one chunk of conditions and
     pictures is in memory at once.
     """
-    _check_batch(batch)
+    check_chunk(chunk)
     check_mix(mode, space)
-    return _interpolated(biggan, a, b, _interpolation_weights(frames, loop), mode, space, batch)
+    return _interpolated(biggan, a, b, _interpolation_weights(frames, loop), mode, space, chunk)
 
 
 def _interpolated(
-    biggan, a: Point, b: Point, weights: torch.Tensor, mode: str, space: str, batch: int
+    biggan, a: Point, b: Point, weights: torch.Tensor, mode: str, space: str, chunk: int
 ) -> Iterator[torch.Tensor]:
-    for i in range(0, len(weights), batch):
-        z, classes, truncs = mix(a, b, weights[i : i + batch], mode, space)
+    for i in range(0, len(weights), chunk):
+        z, classes, truncs = mix(a, b, weights[i : i + chunk], mode, space)
         points = [Point(z[k], classes[k], float(truncs[k])) for k in range(z.shape[0])]
-        yield from render_points(biggan, points, batch)
+        yield from render_points(biggan, points, chunk)
 
 
 # ---------------------------------------------------------------------------------------------- breed
@@ -330,7 +192,7 @@ def check_ratio(ratio: float) -> float:
 
 
 def breed(
-    biggan, a: int, b: int, ratios: Sequence[float], seeds: Sequence[int], truncation: float, batch: int = 8
+    biggan, a: int, b: int, ratios: Sequence[float], seeds: Sequence[int], truncation: float, chunk: int = 8
 ) -> torch.Tensor:
     """Children of classes A and B: y = r·y_A + (1 − r)·y_B with the same z; one row per seed, one column per ratio."""
     check_truncation(truncation)
@@ -343,10 +205,16 @@ def breed(
     r = torch.tensor([float(x) for x in ratios])
     children = r[:, None, None] * ya + (1 - r[:, None, None]) * yb  # (R, L, 1000)
     z = torch.cat([(unit_latents(1, s) * truncation).expand(len(ratios), L, Z_DIM) for s in seeds])
-    return _all(_render(biggan, z, children.repeat(len(seeds), 1, 1), truncation, batch))
+    return _all(render_chunks(biggan, z, children.repeat(len(seeds), 1, 1), truncation, chunk))
 
 
 # ---------------------------------------------------------------------------------------------- hallucinate
+def check_keep(keep: float) -> None:
+    """How much of a latent a hallucination keeps (``--keep``): between 0 and 2."""
+    if not 0 <= keep <= 2:
+        raise UserError(f"--keep {keep!r}: must be between 0 and 2 (a fraction of ±2·truncation)")
+
+
 def hallucinate_latents(z: torch.Tensor, n: int, truncation: float, keep: float = 0.5) -> torch.Tensor:
     """``n`` variations (n, 128) of one latent (128,) that keep its values near zero and vary the rest.
 
@@ -355,30 +223,29 @@ def hallucinate_latents(z: torch.Tensor, n: int, truncation: float, keep: float 
     becomes ``2·truncation·sin(z/truncation + φ_k)`` with phases φ_k = 2πk/n,
     k = 1…n, which stays within the truncation's ±2t range.
     """
-    _check_n(n)
-    if not 0 <= keep <= 2:
-        raise UserError(f"--keep {keep!r}: must be between 0 and 2 (a fraction of ±2·truncation)")
+    check_n(n)
+    check_keep(keep)
     phases = 2 * math.pi * torch.arange(1, n + 1, dtype=torch.float32)[:, None] / n
     varied = 2 * truncation * torch.sin(z[None] / truncation + phases)
     return torch.where(z.abs() < keep * truncation, z[None].expand(n, -1), varied)
 
 
 def hallucinate(
-    biggan, index: int, seed: int, n: int, truncation: float, keep: float = 0.5, batch: int = 8
+    biggan, index: int, seed: int, n: int, truncation: float, keep: float = 0.5, chunk: int = 8
 ) -> torch.Tensor:
     """The class's picture for the seed followed by ``n`` background hallucinations of it: (n + 1, 3, H, W)."""
     check_truncation(truncation)
     z0 = unit_latents(1, seed)[0] * truncation
     zs = torch.cat([z0[None], hallucinate_latents(z0, n, truncation, keep)])
-    return _same_class(biggan, zs, index, truncation, batch)
+    return _same_class(biggan, zs, index, truncation, chunk)
 
 
-def _same_class(biggan, zs: torch.Tensor, index: int, truncation: float, batch: int) -> torch.Tensor:
+def _same_class(biggan, zs: torch.Tensor, index: int, truncation: float, chunk: int) -> torch.Tensor:
     """Render latents (N, 128) of one class, each shared by all inputs."""
     L = num_latents(biggan)
     z = zs[:, None].expand(zs.shape[0], L, Z_DIM)
     classes = one_hot(index, L).expand(zs.shape[0], L, NUM_CLASSES)
-    return _all(_render(biggan, z, classes, truncation, batch))
+    return _all(render_chunks(biggan, z, classes, truncation, chunk))
 
 
 # ---------------------------------------------------------------------------------------------- zoom
@@ -403,11 +270,11 @@ def zoom_latents(z: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
     return -a * sign[None]
 
 
-def zoom(biggan, index: int, seed: int, levels: Sequence[float], truncation: float, batch: int = 8) -> torch.Tensor:
+def zoom(biggan, index: int, seed: int, levels: Sequence[float], truncation: float, chunk: int = 8) -> torch.Tensor:
     """The class's picture for the seed zoomed at each level: (len(levels), 3, H, W)."""
     check_truncation(truncation)
     z0 = unit_latents(1, seed)[0] * truncation
-    return _same_class(biggan, zoom_latents(z0, levels), index, truncation, batch)
+    return _same_class(biggan, zoom_latents(z0, levels), index, truncation, chunk)
 
 
 # ---------------------------------------------------------------------------------------------- truncation sweep
@@ -420,7 +287,7 @@ def check_values(values: Sequence[float]) -> None:
 
 
 def truncation_sweep(
-    biggan, classes: Sequence[int], values: Sequence[float], seed: int, n: int = 1, fresh: bool = False, batch: int = 8
+    biggan, classes: Sequence[int], values: Sequence[float], seed: int, n: int = 1, fresh: bool = False, chunk: int = 8
 ) -> torch.Tensor:
     """A grid: one row per (class, sample), one column per truncation value; (rows·cols, 3, H, W) row by row.
 
@@ -429,7 +296,7 @@ def truncation_sweep(
     truncation; ``fresh`` draws a new latent for every cell instead.
     """
     check_values(values)
-    _check_n(n)
+    check_n(n)
     L = num_latents(biggan)
     rows = [(c, k) for c in classes for k in range(n)]
     cols = len(values)
@@ -440,7 +307,7 @@ def truncation_sweep(
         z = (units[picks] * value)[:, None].expand(len(rows), L, Z_DIM)
         vecs = torch.stack([one_hot(c, L) for c, _ in rows])
         start = 0
-        for images in _render(biggan, z, vecs, float(value), batch):
+        for images in render_chunks(biggan, z, vecs, float(value), chunk):
             cells[start : start + images.shape[0], j] = images
             start += images.shape[0]
     return cells.flatten(0, 1)
@@ -456,20 +323,20 @@ def loop_latents(z0: torch.Tensor, z1: torch.Tensor, frames: int, truncation: fl
     return (z0 * torch.cos(t) + z1 * torch.sin(t)).clamp(-bound, bound)
 
 
-def loop(biggan, index: int, seed: int, frames: int, truncation: float, batch: int = 8) -> Iterator[torch.Tensor]:
-    """Frames of a seamless latent loop of one class (the frame after the last is the first), ``batch`` at a time.
+def loop(biggan, index: int, seed: int, frames: int, truncation: float, chunk: int = 8) -> Iterator[torch.Tensor]:
+    """Frames of a seamless latent loop of one class (the frame after the last is the first), ``chunk`` at a time.
 
     The options are checked at the call; the latents (frames, 128) are small, only the pictures are streamed.
     """
     check_truncation(truncation)
-    _check_batch(batch)
+    check_chunk(chunk)
     z0, z1 = unit_latents(2, seed) * truncation
     zs = loop_latents(z0, z1, frames, truncation)
     L = num_latents(biggan)
-    return _render(
+    return render_chunks(
         biggan,
         zs[:, None].expand(frames, L, Z_DIM),
         one_hot(index, L).expand(frames, L, NUM_CLASSES),
         truncation,
-        batch,
+        chunk,
     )
