@@ -24,7 +24,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from . import weights
 from .errors import UserError, one_line
 from .fastclip import block_options, speed_up
-from .weights import hub_problem
+from .fetch import hub_problem
 
 __all__ = [
     "Clip",
