@@ -337,6 +337,36 @@ def test_verify_hashes_reports_and_renews_the_stamp_of_a_good_copy(server, tiny_
     assert weights.cached_files() == [folder / "config.json", path]
 
 
+def test_doctor_verify_hashes_every_cached_file_and_reports(server, tiny_biggan, one_line_error):
+    from typer.testing import CliRunner
+
+    from textsleep.cli import app
+
+    runner = CliRunner()
+    folders = [weights.biggan_dir(name, progress=False) for name in ("biggan-deep-128", "biggan-deep-256")]
+    result = runner.invoke(app, ["doctor", "--verify"])
+    assert result.exit_code == 0, result.output
+    verified = [line[22:].strip() for line in result.output.splitlines() if line.startswith("verify ")]
+    expected = {f"{folder / f}: ok, SHA-256 {_sha(data)}" for folder in folders for f, data in tiny_biggan.items()}
+    assert set(verified) == expected and len(verified) == 4
+    plain = runner.invoke(app, ["doctor"]).output
+    assert not [
+        line for line in plain.splitlines() if line.startswith("verify ")
+    ]  # hashing is asked for, never unasked
+
+    bad = folders[1] / "pytorch_model.bin"  # rotted in place: the stamp still matches, the bytes do not
+    data, mtime = bad.read_bytes(), _stamp(bad)["mtime_ns"]
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    os.utime(bad, ns=(mtime, mtime))
+    result = runner.invoke(app, ["doctor", "--verify"])
+    one_line_error(result, "1 of 4 cached weight files are not what was downloaded")
+    verified = [line[22:].strip() for line in result.output.splitlines() if line.startswith("verify ")]
+    why = "its SHA-256 differs from the one found at download"
+    assert f"{bad} is corrupted ({why}); fetch it again with `textsleep download --size 256 --force`" in verified
+    assert sum(line.endswith(": ok, SHA-256 " + _sha(tiny_biggan["config.json"])) for line in verified) == 2
+    assert result.exit_code == 2
+
+
 def test_an_earlier_versions_record_is_checked_once_then_stamped(server, tiny_biggan, monkeypatch):
     folder = weights.biggan_dir("biggan-deep-128", progress=False)
     for f, data in tiny_biggan.items():  # the cache as an earlier version left it: a .sha256 record, no stamp

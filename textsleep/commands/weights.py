@@ -12,7 +12,7 @@ from huggingface_hub import constants
 
 from .. import weights
 from ..errors import UserError
-from ..models import clip_cached, load_clip, resolve_device, resolve_dtype
+from ..models import auto_precision, clip_cached, device_info, load_clip, resolve_device
 from ..version import __version__
 from .common import cli_errors
 
@@ -51,52 +51,97 @@ def download(
         typer.echo(f"CLIP {clip_model} ({clip_pretrained}): in {constants.HF_HUB_CACHE}")
 
 
-def doctor() -> None:
-    """Devices, precision support, versions, caches and which models are present."""
+def doctor(
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Also hash every cached weight file against the SHA-256 found at download (reads them all; a good copy "
+        "whose time changed is stamped again).",
+    ),
+) -> None:
+    """Devices, precision, versions, caches and which models are present."""
 
-    def line(key: str, value: object) -> None:
+    for key, value in (*_versions(), *_device(), *_caches()):
         typer.echo(f"{key:<22} {value}")
+    if verify:
+        _verify()
 
-    line("textsleep", __version__)
-    line("python", platform.python_version())
-    line("torch", torch.__version__)
-    cuda = (
-        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+def _versions():
+    yield "textsleep", __version__
+    yield "python", platform.python_version()
+    yield "torch", torch.__version__
+
+
+def _device():
+    """The devices here, and what a dream with the defaults runs on: the card, its capability and memory, and the
+    precision ``auto`` picks there."""
+    cards = (
+        [device_info(f"cuda:{i}")["name"] for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available()
+        else []
     )
-    line("cuda", ", ".join(cuda) if cuda else "not available")
-    line("mps", "available" if torch.backends.mps.is_available() else "not available")
+    yield "cuda", ", ".join(cards) if cards else "not available"
+    yield "mps", "available" if torch.backends.mps.is_available() else "not available"
     device = resolve_device("auto")
-    line("auto device", device)
-    line("auto precision", str(resolve_dtype("auto", device)).replace("torch.", ""))
-    line("cache (BigGAN)", f"{weights.cache_root()}  (TEXTSLEEP_CACHE)")
-    line(
-        "cache (CLIP)",
-        f"{constants.HF_HUB_CACHE}  (HF_HOME; offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})",
-    )
-    mirror = os.environ.get("TEXTSLEEP_BIGGAN_URL")
-    line("BigGAN mirror", mirror or "not set (TEXTSLEEP_BIGGAN_URL)")
+    info = device_info(device)
+    yield "auto device", device
+    yield "device name", info["name"]
+    if info["capability"]:
+        yield "compute capability", info["capability"]
+    yield "device memory", f"{info['memory_gb']} GiB" if info["memory_gb"] is not None else "unknown"
+    dtype, why = auto_precision(device)
+    yield "auto precision", f"{str(dtype).replace('torch.', '')} ({why})"
+
+
+def _caches():
+    yield "cache (BigGAN)", f"{weights.cache_root()}  (TEXTSLEEP_CACHE)"
+    offline = os.environ.get("HF_HUB_OFFLINE", "0")
+    yield "cache (CLIP)", f"{constants.HF_HUB_CACHE}  (HF_HOME; offline: HF_HUB_OFFLINE={offline})"
+    yield "BigGAN mirror", os.environ.get("TEXTSLEEP_BIGGAN_URL") or "not set (TEXTSLEEP_BIGGAN_URL)"
     cached = {m["name"]: m for m in weights.cached_models()}
     for name in weights.BIGGAN_SHORTCUTS:
         found = cached.get(name)
-        line(name, f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else "not cached")
+        yield name, f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else "not cached"
     upscalers = {m["name"]: m for m in weights.cached_upscalers()}
     for name in weights.UPSCALERS:
         found = upscalers.get(name)
-        line(
+        yield (
             name,
-            f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}"
-            if found
-            else "not cached (textsleep download --upscaler NAME)",
+            (
+                f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}"
+                if found
+                else "not cached (textsleep download --upscaler NAME)"
+            ),
         )
-    line("upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)")
-
+    yield "upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)"
     clip_ok = clip_cached("ViT-B-32", "openai")
-    line("ViT-B-32 (openai)", "cached" if clip_ok else "not cached")
+    yield "ViT-B-32 (openai)", "cached" if clip_ok else "not cached"
     need = not (clip_ok and weights.is_cached("biggan-deep-512"))
-    line(
+    yield (
         "network needed",
-        "yes, for the default settings (textsleep download fetches ahead)" if need else "no, the defaults run offline",
+        (
+            "yes, for the default settings (textsleep download fetches ahead)"
+            if need
+            else "no, the defaults run offline"
+        ),
     )
+
+
+def _verify() -> None:
+    """Hash every cached weight file; one line each, then an error if any is not what was downloaded."""
+    files, bad = weights.cached_files(), 0
+    for path in files:
+        try:
+            sha256 = weights.verify(path)
+            result = f"{path}: ok, SHA-256 {sha256}" if sha256 else f"{path}: no SHA-256 recorded, not checked"
+        except UserError as err:
+            result, bad = str(err), bad + 1
+        typer.echo(f"{'verify':<22} {result}")
+    if not files:
+        typer.echo(f"{'verify':<22} no weight files in {weights.cache_root()}")
+    if bad:
+        raise UserError(f"{bad} of {len(files)} cached weight files are not what was downloaded (listed above)")
 
 
 def register(app: typer.Typer) -> None:
