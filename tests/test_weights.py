@@ -382,6 +382,29 @@ def test_an_earlier_versions_record_is_checked_once_then_stamped(server, tiny_bi
     assert len(hashed) == 2  # stamped: not hashed again
 
 
+def test_a_2019_checkpoint_loads_as_the_same_generator(tmp_path):
+    """The released files predate spectral norm's ``weight_v`` (they hold ``weight`` instead) and torch's zip format;
+    spectral norm's own load hook upgrades them, and the generator computes what the new-format file computes."""
+    from textsleep.models import load_biggan
+    from textsleep.testing import write_biggan
+
+    new = write_biggan(tmp_path / "new", size=128, channel_width=4)
+    state = torch.load(new / "pytorch_model.bin", weights_only=True)
+    old = {key: value for key, value in state.items() if not key.endswith(".weight_v")}
+    for key in [k[: -len("_orig")] for k in state if k.endswith(".weight_orig")]:
+        matrix = state[f"{key}_orig"].flatten(1)
+        old[key] = state[f"{key}_orig"] / (state[f"{key}_u"] @ matrix @ state[f"{key}_v"])
+    assert len(old) > len(state) - len(old)  # (a real difference: dozens of spectral norms)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text((new / "config.json").read_text())
+    torch.save(old, tmp_path / "old" / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    z, classes = torch.randn(1, 128, generator=torch.Generator().manual_seed(0)), torch.eye(1000)[[7]]
+    with torch.no_grad():
+        pictures = [load_biggan(str(folder))(z, classes, 0.4) for folder in (new, tmp_path / "old")]
+    assert pictures[0].shape == (1, 3, 128, 128) and pictures[0].std() > 0.01
+    torch.testing.assert_close(pictures[1], pictures[0], atol=1e-4, rtol=1e-3)
+
+
 def test_two_processes_downloading_at_once_make_one_good_file(server, tiny_biggan, tmp_path):
     server.piece_delay = 0.01  # about 0.6 s for the whole file: the second process arrives mid-transfer
     url, dest, go = f"{server.url}/plain/pytorch_model.bin", tmp_path / "c.bin", tmp_path / "go"

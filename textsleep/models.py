@@ -182,12 +182,13 @@ def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progre
     if not isinstance(state, dict):
         raise UserError(f"{weights_file}: holds a {type(state).__name__}, not a state dict")
     try:
-        # strict=True also lets spectral norm's load hook upgrade the 2019 files that lack weight_v
-        model.load_state_dict(state, strict=True)
+        # strict=True also lets spectral norm's load hook upgrade the 2019 files that lack weight_v; assign=True
+        # takes the file's tensors as they are instead of copying them into the new model's
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as err:
         reason = one_line(err, 600, named=False).replace("Error(s) in loading state_dict for BigGAN: ", "")
         raise UserError(f"{weights_file} does not match the BigGAN in {config_file.name}: {reason}") from None
-    return prepare_biggan(model).to(device)
+    return prepare_biggan(model.float()).to(device)
 
 
 def prepare_biggan(model):
