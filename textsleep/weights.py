@@ -43,6 +43,7 @@ __all__ = [
     "download",
     "check",
     "verify",
+    "verify_cache",
     "cached_files",
     "is_cached",
     "cached_models",
@@ -231,6 +232,18 @@ def verify(path: Path) -> str | None:
     with contextlib.suppress(OSError):  # a read-only cache keeps the stamp it has
         write_stamp(path, expected, path.stat())
     return expected
+
+
+def verify_cache() -> list[dict]:
+    """:func:`verify` every cached weight file: ``{"path", "sha256", "error"}`` each (``sha256`` None where nothing
+    was recorded to compare with, ``error`` the one-line message for a file that is not what was downloaded)."""
+    report = []
+    for path in cached_files():
+        try:
+            report.append({"path": path, "sha256": verify(path), "error": None})
+        except UserError as err:
+            report.append({"path": path, "sha256": None, "error": str(err)})
+    return report
 
 
 def cached_files() -> list[Path]:

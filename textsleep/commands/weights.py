@@ -28,7 +28,9 @@ def download(
     upscaler: Optional[list[str]] = typer.Option(
         None, "--upscaler", help="Also fetch this upscaler (RealESRGAN_x4plus, RealESRGAN_x2plus); repeatable."
     ),
-    force: bool = typer.Option(False, "--force", help="Fetch again even when cached (replaces a corrupted file)."),
+    force: bool = typer.Option(
+        False, "--force", help="Fetch again even when cached (replaces a file cut short, changed or corrupted)."
+    ),
 ) -> None:
     """Fetch weights now (for an offline machine: download, copy the caches, run)."""
 
@@ -74,14 +76,10 @@ def _versions():
 
 
 def _device():
-    """The devices here, and what a dream with the defaults runs on: the card, its capability and memory, and the
+    """The devices here, and the one a dream with the defaults runs on: its name, capability and memory, and the
     precision ``auto`` picks there."""
-    cards = (
-        [device_info(f"cuda:{i}")["name"] for i in range(torch.cuda.device_count())]
-        if torch.cuda.is_available()
-        else []
-    )
-    yield "cuda", ", ".join(cards) if cards else "not available"
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    yield "cuda", ", ".join(device_info(f"cuda:{i}")["name"] for i in range(count)) or "not available"
     yield "mps", "available" if torch.backends.mps.is_available() else "not available"
     device = resolve_device("auto")
     info = device_info(device)
@@ -89,59 +87,53 @@ def _device():
     yield "device name", info["name"]
     if info["capability"]:
         yield "compute capability", info["capability"]
-    yield "device memory", f"{info['memory_gb']} GiB" if info["memory_gb"] is not None else "unknown"
+    yield "device memory", "unknown" if info["memory_gb"] is None else f"{info['memory_gb']} GiB"
     dtype, why = auto_precision(device)
-    yield "auto precision", f"{str(dtype).replace('torch.', '')} ({why})"
+    yield "auto precision", f"{str(dtype).removeprefix('torch.')} ({why})"
 
 
 def _caches():
+    def cached(found: dict | None, otherwise: str) -> str:
+        return f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else otherwise
+
     yield "cache (BigGAN)", f"{weights.cache_root()}  (TEXTSLEEP_CACHE)"
     offline = os.environ.get("HF_HUB_OFFLINE", "0")
     yield "cache (CLIP)", f"{constants.HF_HUB_CACHE}  (HF_HOME; offline: HF_HUB_OFFLINE={offline})"
     yield "BigGAN mirror", os.environ.get("TEXTSLEEP_BIGGAN_URL") or "not set (TEXTSLEEP_BIGGAN_URL)"
-    cached = {m["name"]: m for m in weights.cached_models()}
+    models = {m["name"]: m for m in weights.cached_models()}
     for name in weights.BIGGAN_SHORTCUTS:
-        found = cached.get(name)
-        yield name, f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else "not cached"
+        yield name, cached(models.get(name), "not cached")
     upscalers = {m["name"]: m for m in weights.cached_upscalers()}
     for name in weights.UPSCALERS:
-        found = upscalers.get(name)
-        yield (
-            name,
-            (
-                f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}"
-                if found
-                else "not cached (textsleep download --upscaler NAME)"
-            ),
-        )
+        yield name, cached(upscalers.get(name), "not cached (textsleep download --upscaler NAME)")
     yield "upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)"
     clip_ok = clip_cached("ViT-B-32", "openai")
     yield "ViT-B-32 (openai)", "cached" if clip_ok else "not cached"
-    need = not (clip_ok and weights.is_cached("biggan-deep-512"))
-    yield (
-        "network needed",
-        (
-            "yes, for the default settings (textsleep download fetches ahead)"
-            if need
-            else "no, the defaults run offline"
-        ),
+    offline_ok = clip_ok and weights.is_cached("biggan-deep-512")
+    need = (
+        "no, the defaults run offline"
+        if offline_ok
+        else "yes, for the default settings (textsleep download fetches ahead)"
     )
+    yield "network needed", need
 
 
 def _verify() -> None:
-    """Hash every cached weight file; one line each, then an error if any is not what was downloaded."""
-    files, bad = weights.cached_files(), 0
-    for path in files:
-        try:
-            sha256 = weights.verify(path)
-            result = f"{path}: ok, SHA-256 {sha256}" if sha256 else f"{path}: no SHA-256 recorded, not checked"
-        except UserError as err:
-            result, bad = str(err), bad + 1
+    """One line per cached weight file, hashed; then an error if any is not what was downloaded."""
+    report = weights.verify_cache()
+    for entry in report:
+        if entry["error"]:
+            result = entry["error"]
+        elif entry["sha256"]:
+            result = f"{entry['path']}: ok, SHA-256 {entry['sha256']}"
+        else:
+            result = f"{entry['path']}: no SHA-256 recorded, not checked"
         typer.echo(f"{'verify':<22} {result}")
-    if not files:
+    if not report:
         typer.echo(f"{'verify':<22} no weight files in {weights.cache_root()}")
+    bad = sum(bool(entry["error"]) for entry in report)
     if bad:
-        raise UserError(f"{bad} of {len(files)} cached weight files are not what was downloaded (listed above)")
+        raise UserError(f"{bad} of {len(report)} cached weight files are not what was downloaded (listed above)")
 
 
 def register(app: typer.Typer) -> None:
