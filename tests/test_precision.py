@@ -1,14 +1,24 @@
 """The fast path (bf16) against the fp32 path, and the benchmark command."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
 from textsleep import Imagine
 from textsleep.cli import app
-from textsleep.models import resolve_dtype
+from textsleep.models import auto_precision, device_info, resolve_dtype
+
+# name, compute capability, memory as torch reports it (bytes)
+CARDS = {
+    "T4": ("Tesla T4", (7, 5), 15_835_660_288),
+    "V100": ("Tesla V100-SXM2-16GB", (7, 0), 16_945_512_448),
+    "A100": ("NVIDIA A100-SXM4-80GB", (8, 0), 85_097_971_712),
+    "H100": ("NVIDIA H100 80GB HBM3", (9, 0), 85_031_714_816),
+}
 
 
 def _losses(options, precision, iterations):
@@ -44,6 +54,73 @@ def test_auto_precision_needs_native_bf16_on_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     assert resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
     assert resolve_dtype("fp32", torch.device("cpu")) == torch.float32
+
+
+def _fake_card(monkeypatch, card: str) -> None:
+    """torch.cuda answers as on this card; is_bf16_supported() says True as torch does even where bf16 is emulated."""
+    name, capability, memory = CARDS[card]
+    props = SimpleNamespace(name=name, major=capability[0], minor=capability[1], total_memory=memory)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+
+
+@pytest.mark.parametrize(
+    "card, auto",
+    [("T4", torch.float32), ("V100", torch.float32), ("A100", torch.bfloat16), ("H100", torch.bfloat16)],
+)
+def test_auto_precision_follows_the_compute_capability(monkeypatch, card, auto):
+    _fake_card(monkeypatch, card)
+    cuda = torch.device("cuda")
+    assert resolve_dtype("auto", cuda) == auto  # bf16 only where the tensor cores run it natively (8.0 and up)
+    dtype, why = auto_precision(cuda)
+    major, minor = CARDS[card][1]
+    assert dtype == auto and f"compute capability {major}.{minor}" in why
+    # what is asked for is what is used, whatever the card
+    assert [resolve_dtype(p, cuda) for p in ("fp32", "bf16", "fp16")] == [torch.float32, torch.bfloat16, torch.float16]
+    info = device_info(cuda)
+    assert info == {
+        "type": "cuda",
+        "name": CARDS[card][0],
+        "capability": f"{major}.{minor}",
+        "memory_gb": round(CARDS[card][2] / 2**30, 1),
+    }
+    json.dumps(info)  # run.json can hold it as it is
+
+
+def test_device_info_on_the_cpu():
+    info = device_info("cpu")
+    assert info["type"] == "cpu" and info["name"] and info["capability"] is None
+    assert info["memory_gb"] is None or info["memory_gb"] > 0.1
+    assert auto_precision(torch.device("cpu"))[0] == resolve_dtype("auto", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("card", ["T4", "H100"])
+def test_doctor_names_the_card_its_capability_memory_and_auto_precision(monkeypatch, card):
+    _fake_card(monkeypatch, card)
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    lines = {line[:22].strip(): line[22:].strip() for line in result.output.splitlines()}
+    name, (major, minor), memory = CARDS[card]
+    assert lines["cuda"] == name and lines["auto device"] == "cuda" and lines["device name"] == name
+    assert lines["compute capability"] == f"{major}.{minor}"
+    assert lines["device memory"] == f"{round(memory / 2**30, 1)} GiB"
+    auto = "bfloat16" if card == "H100" else "float32"
+    assert lines["auto precision"].startswith(f"{auto} (compute capability {major}.{minor}")
+
+
+def test_doctor_on_the_cpu_has_no_capability_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    result = CliRunner().invoke(app, ["doctor"])
+    lines = {line[:22].strip(): line[22:].strip() for line in result.output.splitlines()}
+    assert result.exit_code == 0 and lines["auto device"] == "cpu" and "compute capability" not in lines
+    assert lines["device name"] == device_info("cpu")["name"]
+    assert lines["auto precision"].split()[0] == str(resolve_dtype("auto", torch.device("cpu"))).replace("torch.", "")
 
 
 def test_bench_prints_json_figures():

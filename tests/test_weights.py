@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from textsleep import weights
+from textsleep import fetch, weights
 from textsleep.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,8 +149,13 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _stamp(path: Path) -> dict:
+    return json.loads(Path(f"{path}.stamp").read_text())
+
+
 def _sha_record(path: Path) -> str:
-    return Path(str(path) + ".sha256").read_text().strip()
+    """The SHA-256 found at download, as its stamp records it."""
+    return _stamp(path)["sha256"]
 
 
 # --------------------------------------------------------------------------------------------- names and sources
@@ -159,7 +165,8 @@ def test_shortcuts_and_their_urls_come_from_pytorch_pretrained_biggan(monkeypatc
     monkeypatch.delenv("TEXTSLEEP_BIGGAN_URL", raising=False)
     assert weights.BIGGAN_SHORTCUTS == tuple(PRETRAINED_MODEL_ARCHIVE_MAP)
     for name in weights.BIGGAN_SHORTCUTS:
-        urls = weights._shortcut_urls(name)
+        folder, urls = weights._biggan_sources(name)
+        assert folder == weights.cache_root() / "biggan" / name
         assert urls == {
             "pytorch_model.bin": PRETRAINED_MODEL_ARCHIVE_MAP[name],
             "config.json": PRETRAINED_CONFIG_ARCHIVE_MAP[name],
@@ -221,7 +228,7 @@ def test_cut_off_transfer_is_kept_and_resumed_with_range(server, tiny_biggan, tm
     with pytest.raises(UserError, match=r"stopped after \d+ of \d+ bytes.*w\.bin\.part is kept"):
         weights.download(url, dest, progress=False, retries=0)
     assert (tmp_path / "w.bin.part").stat().st_size == len(data) // 2
-    assert not dest.exists() and not Path(str(dest) + ".sha256").exists()  # never left looking complete
+    assert not dest.exists() and not Path(f"{dest}.stamp").exists()  # never left looking complete
     weights.download(url, dest, progress=False, retries=0)
     assert server.gets("plain/pytorch_model.bin") == [None, f"bytes={len(data) // 2}-"]
     assert _sha(dest.read_bytes()) == _sha(data) == _sha_record(dest)
@@ -266,16 +273,136 @@ def test_http_404_is_not_retried_and_500_is(server, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []  # no part, no file, no record
 
 
-def test_corrupted_cache_names_the_refetch_command(server):
+@pytest.fixture
+def no_hashing(monkeypatch):
+    """Hashing a cached file fails the test: loads compare stamps only."""
+
+    def refuse(path):
+        raise AssertionError(f"{path} was hashed")
+
+    monkeypatch.setattr(weights, "sha256_of", refuse)
+
+
+def test_a_download_is_stamped_and_later_loads_read_only_the_stamp(server, tiny_biggan, no_hashing):
+    from textsleep.models import load_biggan
+
     folder = weights.biggan_dir("biggan-deep-128", progress=False)
-    data = bytearray((folder / "pytorch_model.bin").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (folder / "pytorch_model.bin").write_bytes(bytes(data))
-    with pytest.raises(UserError, match=r"pytorch_model\.bin is corrupted.*`textsleep download --size 128 --force`"):
+    for f, data in tiny_biggan.items():
+        st = (folder / f).stat()
+        assert _stamp(folder / f) == {"sha256": _sha(data), "size": len(data), "mtime_ns": st.st_mtime_ns}
+    server.stop()
+    assert load_biggan("biggan-deep-128", progress=False).config.channel_width == 4  # from the cache, not hashed
+
+
+@pytest.mark.parametrize("change", ["cut short", "replaced"])
+def test_a_file_changed_after_download_is_caught_on_load_without_hashing_it(server, change, no_hashing):
+    folder = weights.biggan_dir("biggan-deep-128", progress=False)
+    path = folder / "pytorch_model.bin"
+    data = path.read_bytes()
+    if change == "cut short":
+        path.write_bytes(data[: len(data) // 2])
+        why = rf"{len(data) // 2} bytes, not the {len(data)} downloaded"
+    else:  # the same size, other bytes, written a second after the download
+        path.write_bytes(bytes(b ^ 0xFF for b in data[:100]) + data[100:])
+        os.utime(path, ns=(time.time_ns(), _stamp(path)["mtime_ns"] + 10**9))
+        why = "modified since it was downloaded"
+    with pytest.raises(UserError) as err:
         weights.biggan_dir("biggan-deep-128", progress=False)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{path} is not the file that was downloaded")
+    assert re.search(why, message) and "`textsleep download --size 128 --force`" in message
+    assert "textsleep doctor --verify" in message  # for a cache copied here without its files' times
+    assert len(server.gets("biggan-deep-128-pytorch_model.bin")) == 1  # nothing fetched behind the user's back
     weights.biggan_dir("biggan-deep-128", progress=False, force=True)  # what the message advises
-    weights.verify(folder / "pytorch_model.bin")
-    assert len(server.gets("biggan-deep-128-pytorch_model.bin")) == 2
+    assert path.read_bytes() == data and len(server.gets("biggan-deep-128-pytorch_model.bin")) == 2
+    weights.check(path)
+
+
+def test_verify_hashes_reports_and_renews_the_stamp_of_a_good_copy(server, tiny_biggan):
+    folder = weights.biggan_dir("biggan-deep-128", progress=False)
+    path, data = folder / "pytorch_model.bin", tiny_biggan["pytorch_model.bin"]
+    assert weights.verify(path) == _sha(data)
+    os.utime(path, ns=(time.time_ns(), _stamp(path)["mtime_ns"] + 10**9))  # copied without its time: the same bytes
+    with pytest.raises(UserError, match="modified since it was downloaded"):
+        weights.check(path)
+    assert weights.verify(path) == _sha(data)  # hashed: it is the file downloaded, and stamped again
+    weights.check(path)
+    # bytes rotting in place (same size, same time) pass the stamp; only hashing finds them
+    mtime = _stamp(path)["mtime_ns"]
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    os.utime(path, ns=(mtime, mtime))
+    weights.check(path)
+    with pytest.raises(UserError, match=r"pytorch_model\.bin is corrupted.*`textsleep download --size 128 --force`"):
+        weights.verify(path)
+    assert weights.cached_files() == [folder / "config.json", path]
+
+
+def test_doctor_verify_hashes_every_cached_file_and_reports(server, tiny_biggan, one_line_error):
+    from typer.testing import CliRunner
+
+    from textsleep.cli import app
+
+    runner = CliRunner()
+    folders = [weights.biggan_dir(name, progress=False) for name in ("biggan-deep-128", "biggan-deep-256")]
+    result = runner.invoke(app, ["doctor", "--verify"])
+    assert result.exit_code == 0, result.output
+    verified = [line[22:].strip() for line in result.output.splitlines() if line.startswith("verify ")]
+    expected = {f"{folder / f}: ok, SHA-256 {_sha(data)}" for folder in folders for f, data in tiny_biggan.items()}
+    assert set(verified) == expected and len(verified) == 4
+    plain = runner.invoke(app, ["doctor"]).output
+    assert not [
+        line for line in plain.splitlines() if line.startswith("verify ")
+    ]  # hashing is asked for, never unasked
+
+    bad = folders[1] / "pytorch_model.bin"  # rotted in place: the stamp still matches, the bytes do not
+    data, mtime = bad.read_bytes(), _stamp(bad)["mtime_ns"]
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    os.utime(bad, ns=(mtime, mtime))
+    result = runner.invoke(app, ["doctor", "--verify"])
+    one_line_error(result, "1 of 4 cached weight files are not what was downloaded")
+    verified = [line[22:].strip() for line in result.output.splitlines() if line.startswith("verify ")]
+    why = "its SHA-256 differs from the one found at download"
+    assert f"{bad} is corrupted ({why}); fetch it again with `textsleep download --size 256 --force`" in verified
+    assert sum(line.endswith(": ok, SHA-256 " + _sha(tiny_biggan["config.json"])) for line in verified) == 2
+    assert result.exit_code == 2
+
+
+def test_an_earlier_versions_record_is_checked_once_then_stamped(server, tiny_biggan, monkeypatch):
+    folder = weights.biggan_dir("biggan-deep-128", progress=False)
+    for f, data in tiny_biggan.items():  # the cache as an earlier version left it: a .sha256 record, no stamp
+        Path(f"{folder / f}.stamp").unlink()
+        Path(f"{folder / f}.sha256").write_text(_sha(data) + "\n")
+    hashed = []
+    monkeypatch.setattr(weights, "sha256_of", lambda path: hashed.append(path.name) or fetch.sha256_of(path))
+    weights.biggan_dir("biggan-deep-128", progress=False)
+    assert sorted(hashed) == sorted(tiny_biggan)
+    assert all(_sha_record(folder / f) == _sha(data) for f, data in tiny_biggan.items())
+    assert not list(folder.glob("*.sha256"))
+    weights.biggan_dir("biggan-deep-128", progress=False)
+    assert len(hashed) == 2  # stamped: not hashed again
+
+
+def test_a_2019_checkpoint_loads_as_the_same_generator(tmp_path):
+    """The released files predate spectral norm's ``weight_v`` (they hold ``weight`` instead) and torch's zip format;
+    spectral norm's own load hook upgrades them, and the generator computes what the new-format file computes."""
+    from textsleep.models import load_biggan
+    from textsleep.testing import write_biggan
+
+    new = write_biggan(tmp_path / "new", size=128, channel_width=4)
+    state = torch.load(new / "pytorch_model.bin", weights_only=True)
+    old = {key: value for key, value in state.items() if not key.endswith(".weight_v")}
+    for key in [k[: -len("_orig")] for k in state if k.endswith(".weight_orig")]:
+        matrix = state[f"{key}_orig"].flatten(1)
+        old[key] = state[f"{key}_orig"] / (state[f"{key}_u"] @ matrix @ state[f"{key}_v"])
+    assert len(old) > len(state) - len(old)  # (a real difference: dozens of spectral norms)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text((new / "config.json").read_text())
+    torch.save(old, tmp_path / "old" / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    z, classes = torch.randn(1, 128, generator=torch.Generator().manual_seed(0)), torch.eye(1000)[[7]]
+    with torch.no_grad():
+        pictures = [load_biggan(str(folder))(z, classes, 0.4) for folder in (new, tmp_path / "old")]
+    assert pictures[0].shape == (1, 3, 128, 128) and pictures[0].std() > 0.01
+    torch.testing.assert_close(pictures[1], pictures[0], atol=1e-4, rtol=1e-3)
 
 
 def test_two_processes_downloading_at_once_make_one_good_file(server, tiny_biggan, tmp_path):
@@ -352,7 +479,7 @@ def test_128_comes_from_the_hub_cache_when_the_mirror_is_down(cache, closed_port
         (repo / "snapshots" / revision / f).write_bytes(data)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(weights, "_BACKOFF_S", 0.01)
+    monkeypatch.setattr(fetch, "_BACKOFF_S", 0.01)
     monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", f"http://127.0.0.1:{closed_port}")
     folder = weights.biggan_dir("biggan-deep-128", progress=False)
     for f, data in tiny_biggan.items():
@@ -379,7 +506,7 @@ def test_disk_full_while_writing(server, tiny_biggan, tmp_path):
         UserError, match=r"writing .*w\.bin\.part failed \(No space left on device\).*TEXTSLEEP_CACHE.*resumes"
     ):
         weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False)
-    assert not dest.exists() and not Path(str(dest) + ".sha256").exists()
+    assert not dest.exists() and not Path(f"{dest}.stamp").exists()
     assert len(server.gets("plain/pytorch_model.bin")) == 1  # a write error is not a network error: no retry
     (tmp_path / "w.bin.part").unlink()
     weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False)

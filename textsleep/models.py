@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from . import weights
 from .errors import UserError, one_line
 from .fastclip import block_options, speed_up
-from .weights import hub_problem
+from .fetch import hub_problem
 
 __all__ = [
     "Clip",
@@ -34,6 +35,8 @@ __all__ = [
     "resolve_device",
     "biggan_config",
     "resolve_dtype",
+    "auto_precision",
+    "device_info",
     "ModelCache",
 ]
 
@@ -68,7 +71,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for the models: ``auto`` is bf16 where the hardware runs it fast, else fp32/fp16."""
+    """The compute dtype for the models: ``auto`` is :func:`auto_precision`'s choice, the others are asked for."""
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
@@ -77,12 +80,61 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
         if device.type == "cpu":
             raise UserError("--precision fp16 is not supported on the CPU; use auto, bf16 or fp32")
         return torch.float16
-    # auto: bf16 keeps fp32's range, so it is safe for BigGAN's batch norms; fp16 stays opt-in
+    return auto_precision(device)[0]
+
+
+def auto_precision(device: torch.device) -> tuple[torch.dtype, str]:
+    """What ``--precision auto`` computes in on ``device``, and why (in words, for ``textsleep doctor``).
+
+    An NVIDIA card: bf16 from compute capability 8.0 (A100, A10, L4, RTX 30xx/40xx, H100), whose tensor cores run it
+    natively; fp32 below (a T4 is 7.5, a V100 7.0), where ``torch.cuda.is_bf16_supported()`` still answers True but
+    bf16 is emulated, slower than fp32, and some of its kernels fail on Volta.  fp16 stays opt-in (``--precision
+    fp16``): it is not verified that BigGAN's activations and CLIP stay inside its range.  The CPU: bf16 with native
+    bf16 instructions (AVX512-BF16 or AMX), else fp32; Apple's MPS: fp32.
+    """
+    if device.type == "cuda" and torch.version.hip:  # an AMD card's "capability" numbers its architecture: ask ROCm
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "ROCm reports bf16 support"
+        return torch.float32, "ROCm reports no bf16 support"
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) >= (8, 0):
+            return torch.bfloat16, f"compute capability {major}.{minor}: native bf16"
+        return torch.float32, f"compute capability {major}.{minor}, below 8.0: bf16 would be emulated (fp16 is opt-in)"
     if device.type == "cpu" and _cpu_has_fast_bf16():
-        return torch.bfloat16
-    return torch.float32
+        return torch.bfloat16, "the CPU has native bf16 instructions (AVX512-BF16 or AMX)"
+    if device.type == "cpu":
+        return torch.float32, "the CPU has no native bf16 instructions"
+    return torch.float32, f"{device.type}: fp32"
+
+
+def device_info(device: torch.device | str) -> dict:
+    """The device a run computes on, as ``run.json`` records it: ``{"type", "name", "capability", "memory_gb"}``.
+
+    A CUDA device: the card's name, its compute capability (``"8.0"``) and its memory; the CPU or MPS: the
+    processor's name and the machine's memory, capability None.  Nothing is allocated on the device.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        card = torch.cuda.get_device_properties(device)
+        memory = round(card.total_memory / 2**30, 1)
+        return {"type": "cuda", "name": card.name, "capability": f"{card.major}.{card.minor}", "memory_gb": memory}
+    try:
+        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        memory = None
+    return {"type": device.type, "name": _cpu_name(), "capability": None, "memory_gb": memory}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def _cpu_has_fast_bf16() -> bool:
@@ -131,12 +183,13 @@ def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progre
     if not isinstance(state, dict):
         raise UserError(f"{weights_file}: holds a {type(state).__name__}, not a state dict")
     try:
-        # strict=True also lets spectral norm's load hook upgrade the 2019 files that lack weight_v
-        model.load_state_dict(state, strict=True)
+        # strict=True also lets spectral norm's load hook upgrade the 2019 files that lack weight_v; assign=True
+        # takes the file's tensors as they are instead of copying them into the new model's
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as err:
         reason = one_line(err, 600, named=False).replace("Error(s) in loading state_dict for BigGAN: ", "")
         raise UserError(f"{weights_file} does not match the BigGAN in {config_file.name}: {reason}") from None
-    return prepare_biggan(model).to(device)
+    return prepare_biggan(model.float()).to(device)
 
 
 def prepare_biggan(model):

@@ -12,7 +12,7 @@ from huggingface_hub import constants
 
 from .. import weights
 from ..errors import UserError
-from ..models import clip_cached, load_clip, resolve_device, resolve_dtype
+from ..models import auto_precision, clip_cached, device_info, load_clip, resolve_device
 from ..version import __version__
 from .common import cli_errors
 
@@ -28,7 +28,9 @@ def download(
     upscaler: Optional[list[str]] = typer.Option(
         None, "--upscaler", help="Also fetch this upscaler (RealESRGAN_x4plus, RealESRGAN_x2plus); repeatable."
     ),
-    force: bool = typer.Option(False, "--force", help="Fetch again even when cached (replaces a corrupted file)."),
+    force: bool = typer.Option(
+        False, "--force", help="Fetch again even when cached (replaces a file cut short, changed or corrupted)."
+    ),
 ) -> None:
     """Fetch weights now (for an offline machine: download, copy the caches, run)."""
 
@@ -51,52 +53,87 @@ def download(
         typer.echo(f"CLIP {clip_model} ({clip_pretrained}): in {constants.HF_HUB_CACHE}")
 
 
-def doctor() -> None:
-    """Devices, precision support, versions, caches and which models are present."""
+def doctor(
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Also hash every cached weight file against the SHA-256 found at download (reads them all; a good copy "
+        "whose time changed is stamped again).",
+    ),
+) -> None:
+    """Devices, precision, versions, caches and which models are present."""
 
-    def line(key: str, value: object) -> None:
+    for key, value in (*_versions(), *_device(), *_caches()):
         typer.echo(f"{key:<22} {value}")
+    if verify:
+        _verify()
 
-    line("textsleep", __version__)
-    line("python", platform.python_version())
-    line("torch", torch.__version__)
-    cuda = (
-        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    )
-    line("cuda", ", ".join(cuda) if cuda else "not available")
-    line("mps", "available" if torch.backends.mps.is_available() else "not available")
+
+def _versions():
+    yield "textsleep", __version__
+    yield "python", platform.python_version()
+    yield "torch", torch.__version__
+
+
+def _device():
+    """The devices here, and the one a dream with the defaults runs on: its name, capability and memory, and the
+    precision ``auto`` picks there."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    yield "cuda", ", ".join(device_info(f"cuda:{i}")["name"] for i in range(count)) or "not available"
+    yield "mps", "available" if torch.backends.mps.is_available() else "not available"
     device = resolve_device("auto")
-    line("auto device", device)
-    line("auto precision", str(resolve_dtype("auto", device)).replace("torch.", ""))
-    line("cache (BigGAN)", f"{weights.cache_root()}  (TEXTSLEEP_CACHE)")
-    line(
-        "cache (CLIP)",
-        f"{constants.HF_HUB_CACHE}  (HF_HOME; offline: HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})",
-    )
-    mirror = os.environ.get("TEXTSLEEP_BIGGAN_URL")
-    line("BigGAN mirror", mirror or "not set (TEXTSLEEP_BIGGAN_URL)")
-    cached = {m["name"]: m for m in weights.cached_models()}
+    info = device_info(device)
+    yield "auto device", device
+    yield "device name", info["name"]
+    if info["capability"]:
+        yield "compute capability", info["capability"]
+    yield "device memory", "unknown" if info["memory_gb"] is None else f"{info['memory_gb']} GiB"
+    dtype, why = auto_precision(device)
+    yield "auto precision", f"{str(dtype).removeprefix('torch.')} ({why})"
+
+
+def _caches():
+    def cached(found: dict | None, otherwise: str) -> str:
+        return f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else otherwise
+
+    yield "cache (BigGAN)", f"{weights.cache_root()}  (TEXTSLEEP_CACHE)"
+    offline = os.environ.get("HF_HUB_OFFLINE", "0")
+    yield "cache (CLIP)", f"{constants.HF_HUB_CACHE}  (HF_HOME; offline: HF_HUB_OFFLINE={offline})"
+    yield "BigGAN mirror", os.environ.get("TEXTSLEEP_BIGGAN_URL") or "not set (TEXTSLEEP_BIGGAN_URL)"
+    models = {m["name"]: m for m in weights.cached_models()}
     for name in weights.BIGGAN_SHORTCUTS:
-        found = cached.get(name)
-        line(name, f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}" if found else "not cached")
+        yield name, cached(models.get(name), "not cached")
     upscalers = {m["name"]: m for m in weights.cached_upscalers()}
     for name in weights.UPSCALERS:
-        found = upscalers.get(name)
-        line(
-            name,
-            f"cached, {found['size'] / 2**20:.0f} MB, {found['path']}"
-            if found
-            else "not cached (textsleep download --upscaler NAME)",
-        )
-    line("upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)")
-
+        yield name, cached(upscalers.get(name), "not cached (textsleep download --upscaler NAME)")
+    yield "upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)"
     clip_ok = clip_cached("ViT-B-32", "openai")
-    line("ViT-B-32 (openai)", "cached" if clip_ok else "not cached")
-    need = not (clip_ok and weights.is_cached("biggan-deep-512"))
-    line(
-        "network needed",
-        "yes, for the default settings (textsleep download fetches ahead)" if need else "no, the defaults run offline",
+    yield "ViT-B-32 (openai)", "cached" if clip_ok else "not cached"
+    offline_ok = clip_ok and weights.is_cached("biggan-deep-512")
+    need = (
+        "no, the defaults run offline"
+        if offline_ok
+        else "yes, for the default settings (textsleep download fetches ahead)"
     )
+    yield "network needed", need
+
+
+def _verify() -> None:
+    """One line per cached weight file, hashed; then an error if any is not what was downloaded."""
+    report = weights.verify_cache()
+    for entry in report:
+        if entry["error"]:
+            result = entry["error"]
+        elif entry["sha256"]:
+            result = f"{entry['path']}: ok, SHA-256 {entry['sha256']}"
+        else:
+            result = f"{entry['path']}: no SHA-256 recorded, not checked"
+        typer.echo(f"{'verify':<22} {result}")
+    if not report:
+        typer.echo(f"{'verify':<22} no weight files in {weights.cache_root()}")
+    bad = sum(bool(entry["error"]) for entry in report)
+    if bad:
+        raise UserError(f"{bad} of {len(report)} cached weight files are not what was downloaded (listed above)")
 
 
 def register(app: typer.Typer) -> None:
