@@ -77,7 +77,7 @@ JUDGES: dict[str, JudgeInfo] = {
         "PickScore",
         "logit scale × cosine",
         source="github.com/yuvalkirstain/PickScore",
-        licence="MIT",
+        licence="MIT (its repository)",
         repo="yuvalkirstain/PickScore_v1",
     ),
 }

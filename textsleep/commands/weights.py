@@ -10,7 +10,7 @@ import torch
 import typer
 from huggingface_hub import constants
 
-from .. import weights
+from .. import judges, weights
 from ..errors import UserError
 from ..models import clip_cached, load_clip, resolve_device, resolve_dtype
 from ..version import __version__
@@ -29,6 +29,9 @@ def download(
         None, "--upscaler", help="Also fetch this upscaler (RealESRGAN_x4plus, RealESRGAN_x2plus); repeatable."
     ),
     force: bool = typer.Option(False, "--force", help="Fetch again even when cached (replaces a corrupted file)."),
+    judge: Optional[list[str]] = typer.Option(
+        None, "--judge", help=f"Also fetch this judge of textsleep eval ({', '.join(judges.JUDGES)}); repeatable."
+    ),
 ) -> None:
     """Fetch weights now (for an offline machine: download, copy the caches, run)."""
 
@@ -39,12 +42,18 @@ def download(
     for name in upscaler or ():
         if name not in weights.UPSCALERS:
             raise UserError(f"--upscaler {name!r}: not a known upscaler; known are {', '.join(weights.UPSCALERS)}")
+    for name in judge or ():
+        if name not in judges.JUDGES or name == "clip":
+            known = ", ".join(n for n in judges.JUDGES if n != "clip")
+            raise UserError(f"--judge {name!r}: not a judge to fetch; known are {known} (CLIP: --clip-model)")
     for s in sizes:
         name = f"biggan-deep-{s}"
         folder = weights.biggan_dir(name, progress=True, force=force)
         typer.echo(f"{name}: {folder}")
     for name in upscaler or ():
         typer.echo(f"{name}: {weights.upscaler_file(name, progress=True, force=force)}")
+    for name in judge or ():
+        typer.echo(f"judge {name}: {judges.fetch(name)}")
     if not no_clip:
         load_clip(clip_model, clip_pretrained, "cpu")
 
@@ -90,6 +99,10 @@ def doctor() -> None:
         )
     line("upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)")
 
+    for name, info in judges.JUDGES.items():
+        if info.repo is not None:
+            where = "cached" if judges.cached(name) else f"not cached (textsleep download --judge {name})"
+            line(f"judge {name}", f"{where}; {info.repo} ({info.licence})")
     clip_ok = clip_cached("ViT-B-32", "openai")
     line("ViT-B-32 (openai)", "cached" if clip_ok else "not cached")
     need = not (clip_ok and weights.is_cached("biggan-deep-512"))
