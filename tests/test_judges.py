@@ -341,3 +341,111 @@ def test_a_judge_that_guides_the_dream_is_found(tmp_path):
     assert self_judging([("hps-v2.1", renamed)], [ClipSpec("ViT-H-14", str(renamed))], "ViT-L-14", "openai")
     assert self_judging([("pickscore", None)], [ClipSpec("pickscore", "")], "ViT-L-14", "openai") == ["pickscore"]
     assert self_judging([("clip", None)], guides, "ViT-B-32", "laion2b_s34b_b79k") == []
+
+
+# ---------------------------------------------------------------------------------------------- downloads
+class _Hub:
+    """A Hugging Face Hub on 127.0.0.1: ``/[datasets/]REPO/resolve/main/FILE`` with the headers the Hub sends."""
+
+    def __init__(self, files: dict[str, bytes]):
+        import http.server
+        import threading
+
+        self.files, self.gets = files, []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _head(self) -> bytes | None:
+                body = hub.files.get(self.path.split("?")[0])
+                if body is None:
+                    self.send_response(404)
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.end_headers()
+                    return None
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", "2" * 40)
+                self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                return body
+
+            def do_HEAD(self):
+                self._head()
+
+            def do_GET(self):
+                hub.gets.append(self.path)
+                body = self._head()
+                if body is not None:
+                    self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _point_at(hub: _Hub, monkeypatch, cache: Path) -> None:
+    """huggingface_hub's endpoint (read once at its import) and cache, here."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
+def test_benchmark_prompts_are_downloaded_once_from_the_hub(tmp_path, monkeypatch):
+    import json
+
+    from huggingface_hub import constants
+
+    from textsleep.hps import STYLES, benchmark_prompts
+
+    prompts = {s: [f"{s} prompt {i}" for i in range(3)] for s in STYLES}
+    hub = _Hub({f"/datasets/zhwang/HPDv2/resolve/main/benchmark/{s}.json": json.dumps(p).encode()
+                for s, p in prompts.items()})  # fmt: skip
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    _point_at(hub, monkeypatch, tmp_path / "hub")
+    try:
+        assert benchmark_prompts() == prompts
+        files = sorted(g for g in hub.gets if g.startswith("/datasets/"))
+        assert files == sorted(f"/datasets/zhwang/HPDv2/resolve/main/benchmark/{s}.json" for s in STYLES)
+    finally:
+        hub.stop()
+    assert benchmark_prompts() == prompts  # the server is gone: from the cache
+    # a file the Hub does not have is one line that says what else to do
+    hub = _Hub({})
+    _point_at(hub, monkeypatch, tmp_path / "other")
+    try:
+        with pytest.raises(UserError, match=r"download of zhwang/HPDv2/benchmark/anime.json failed .*hps=DIR"):
+            benchmark_prompts()
+    finally:
+        hub.stop()
+
+
+def test_doctor_and_download_know_the_judges(aesthetic_folder, tmp_path, monkeypatch, one_line_error):
+    from typer.testing import CliRunner
+
+    from textsleep.cli import app
+
+    runner = CliRunner()
+    doctor = runner.invoke(app, ["doctor"])
+    assert doctor.exit_code == 0, doctor.output
+    lines = {line.split()[1]: line for line in doctor.output.splitlines() if line.startswith("judge ")}
+    assert set(lines) == {"hps-v2.1", "hps-v2", "aesthetic", "pickscore"}
+    assert "not cached (textsleep download --judge hps-v2.1); xswu/HPSv2 (Apache-2.0)" in lines["hps-v2.1"]
+    name = JUDGES["aesthetic"].file
+    _hub_cache(tmp_path, monkeypatch, JUDGES["aesthetic"].repo, name, aesthetic_folder / name)
+    doctor = runner.invoke(app, ["doctor"])
+    assert any(line.startswith("judge aesthetic") and " cached;" in line for line in doctor.output.splitlines())
+    result = runner.invoke(app, ["download", "--no-biggan", "--no-clip", "--judge", "hps-v3"])
+    one_line_error(result, "--judge 'hps-v3': not a judge to fetch; known are hps-v2.1, hps-v2, aesthetic, pickscore")
+    result = runner.invoke(app, ["download", "--no-biggan", "--no-clip", "--judge", "hps-v2"])
+    one_line_error(result, "HPS_v2_compressed.pt (HF_HUB_OFFLINE is set)", "--judge hps-v2=FILE")
