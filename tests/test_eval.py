@@ -281,3 +281,15 @@ def test_benchmark_prompts_come_from_the_dataset_in_the_hub_cache(tmp_path, monk
     offline = r"zhwang/HPDv2/benchmark/anime.json \(HF_HUB_OFFLINE is set\).*--benchmark hps=DIR"
     with pytest.raises(UserError, match=offline):
         benchmark_prompts()
+
+
+def test_benchmark_folder_of_other_settings_is_refused_and_a_larger_limit_adds_to_it(tmp_path):
+    from textsleep.hps import Benchmark
+
+    prompts = write_hps_prompts(tmp_path / "p", per_style=3)
+    first = Benchmark.prepare(out=tmp_path / "b", limit=1, options={"iterations": 3}, source=prompts)
+    assert len(first.jobs) == 4 and first.progress() == (0, 4)
+    with pytest.raises(UserError, match=r"holds a benchmark dreamt with other settings \(iterations\).*another --out"):
+        Benchmark.prepare(out=tmp_path / "b", limit=1, options={"iterations": 4}, source=prompts)
+    more = Benchmark.prepare(out=tmp_path / "b", limit=2, options={"iterations": 3}, source=prompts, seeds=[0])
+    assert len(more.jobs) == 8 and {j.id for j in first.jobs} <= {j.id for j in more.jobs}

@@ -180,12 +180,16 @@ def write_results(rows: list[EvalRow], meta: dict, folder: Path, *, sheet: bool 
     styled = any(r.style for r in rows)
     fields = ["prompt", "seed", *(["style"] if styled else [])]
     fields += [column(n, marked) for n in rows[0].scores] + ["objective_score", "seconds", "run_dir"]
-    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for r in rows:
-            flat = {k: v for k, v in asdict(r).items() if k != "scores" and (k != "style" or styled)}
-            writer.writerow({**flat, **{column(n, marked): v for n, v in r.scores.items()}})
+
+    def write_csv(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for r in rows:
+                flat = {k: v for k, v in asdict(r).items() if k != "scores" and (k != "style" or styled)}
+                writer.writerow({**flat, **{column(n, marked): v for n, v in r.scores.items()}})
+
+    outputs.atomic_write(folder / "results.csv", write_csv)  # whole or not at all (array tasks may race to it)
     if sheet:
         images, captions = [], []
         first = next(iter(rows[0].scores))

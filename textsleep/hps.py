@@ -151,6 +151,14 @@ class Benchmark:
         plan = plan_batch(prompt_file, dict(options or {}), seeds=list(seeds))
         if plan.invalid:
             raise UserError(plan.invalid[0].error)
+        batch = BatchFolder(out / "batch")
+        if batch.meta_file.is_file() and batch.meta().get("defaults") != plan.identity():
+            then, now = batch.meta().get("defaults", {}), plan.identity()
+            changed = ", ".join(sorted(k for k in {*then, *now} if then.get(k) != now.get(k)))
+            raise UserError(
+                f"--out {str(out)!r} holds a benchmark dreamt with other settings ({changed}); rerun with the same "
+                "options to continue it, or give another --out"
+            )
         batch = BatchFolder.prepare(out / "batch", plan)
         mine = select_shard(plan.jobs, index, count)
         where = str(source) if source else DATASET
