@@ -26,12 +26,22 @@ from . import outputs
 from .batch import BatchFolder, Event, Job, parse_shard, plan_batch, run_jobs, select_shard, shard_from_env
 from .errors import UserError
 from .evaluate import SELF_JUDGED, EvalRow, judge_picture, load_picture, write_results
-from .judges import JUDGES, hub_file
+from .judges import JUDGES, hub_file, parse_judge
 from .models import ModelCache
 from .scorers import Judge
 from .settings import RUN_ONLY, DreamSettings
 
-__all__ = ["STYLES", "PUBLISHED", "DATASET", "Benchmark", "benchmark_prompts", "dream_text", "format_table"]
+__all__ = [
+    "STYLES",
+    "PUBLISHED",
+    "DATASET",
+    "Benchmark",
+    "parse_benchmark",
+    "check_judges",
+    "benchmark_prompts",
+    "dream_text",
+    "format_table",
+]
 
 STYLES = ("anime", "concept-art", "paintings", "photo")
 TITLES = ("Animation", "Concept-art", "Painting", "Photo", "Averaged")  # the published table's columns
@@ -56,6 +66,23 @@ PUBLISHED: dict[str, dict[str, tuple[float, ...]]] = {
         "LAFITE": (17.79, 17.55, 17.61, 20.88, 18.46),
     },
 }
+
+
+def parse_benchmark(spec: str) -> Path | None:
+    """``--benchmark hps`` → None (the Hub dataset); ``hps=DIR`` → a local folder of the four prompt files."""
+    name, sep, raw = spec.partition("=")
+    if name.strip().lower() != "hps":
+        raise UserError(f"--benchmark {spec!r}: the benchmark here is hps (or hps=DIR, a folder of its prompt files)")
+    source = Path(raw.strip()).expanduser() if sep else None
+    if source is not None and not source.is_dir():
+        raise UserError(f"--benchmark {spec!r}: no such folder {raw.strip()!r} (it holds {_files()})")
+    return source
+
+
+def check_judges(specs: Sequence[str]) -> None:
+    """The benchmark's table needs an HPS judge among ``specs`` (``--judge`` values)."""
+    if not any(parse_judge(s)[0] in PUBLISHED for s in specs):
+        raise UserError(f"--benchmark hps needs an HPS judge: add --judge {' or --judge '.join(PUBLISHED)}")
 
 
 def benchmark_prompts(source: Path | None = None) -> dict[str, list[str]]:

@@ -150,14 +150,8 @@ def _run(ctx, prompt_file: Path, specs: list[str], seeds_text: str, out: Path | 
 
 def _benchmark(ctx, spec: str, specs, limit, seeds_text, out, shard, judging) -> None:
     """``--benchmark hps``: dream the benchmark as a batch (resumable, shardable), then print its table."""
-    name, sep, raw = spec.partition("=")
-    if name.strip().lower() != "hps":
-        raise UserError(f"--benchmark {spec!r}: the benchmark here is hps (or hps=DIR, a folder of its prompt files)")
-    source = Path(raw.strip()).expanduser() if sep else None
-    if source is not None and not source.is_dir():
-        raise UserError(f"--benchmark {spec!r}: no such folder {raw.strip()!r} (it holds anime.json, photo.json, …)")
-    if not any(s.split("=", 1)[0].strip().lower() in hps.PUBLISHED for s in specs):
-        raise UserError(f"--benchmark hps needs an HPS judge: add --judge {' or --judge '.join(hps.PUBLISHED)}")
+    source = hps.parse_benchmark(spec)
+    hps.check_judges(specs)
     options = _dream_options(ctx)
     clip = {"clip_model": judging["model"], "clip_pretrained": judging["pretrained"]}
     marked = ev.check_self_judging(specs, [options], allow=judging["allow"], **clip)
