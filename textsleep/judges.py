@@ -37,7 +37,19 @@ from .models import ModelCache, wrap_clip
 from .scorers import AestheticJudge, ClipJudge, Judge, PickScoreJudge, aesthetic_head, hps_preprocess, resize_preprocess
 from .weights import hub_problem
 
-__all__ = ["JUDGES", "JudgeInfo", "parse_judge", "load_judge", "cached", "fetch", "hub_file", "self_judging"]
+__all__ = [
+    "JUDGES",
+    "JudgeInfo",
+    "parse_judge",
+    "load_judge",
+    "load_hps",
+    "load_aesthetic",
+    "load_pickscore",
+    "cached",
+    "fetch",
+    "hub_file",
+    "self_judging",
+]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ def evaluate(
     judge_pretrained: str = typer.Option("openai", "--judge-pretrained", help="Its pretrained tag or checkpoint file."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds; every prompt is dreamt once per seed."),
     out: Optional[Path] = typer.Option(
-        None, "--out", help="Folder for the runs and the report [default: outputs/eval-DATE-TIME]."
+        None,
+        "--out",
+        help="Folder for the runs and the report [default: outputs/eval-DATE-TIME, or outputs/benchmark-hps].",
     ),
     compare_files: Optional[list[Path]] = typer.Option(
         None, "--compare", help="Compare two results.json files (give --compare twice)."
