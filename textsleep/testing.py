@@ -17,9 +17,21 @@ import torch
 from pytorch_pretrained_biggan import BigGAN
 
 from .fastclip import block_options
+from .judges import JUDGES
 from .models import Clip, biggan_config, clip_name, prepare_biggan, wrap_clip
+from .scorers import aesthetic_head
 
-__all__ = ["random_biggan", "random_clip", "write_biggan", "write_clip", "TINY_CLIP_CONFIG"]
+__all__ = [
+    "random_biggan",
+    "random_clip",
+    "write_biggan",
+    "write_clip",
+    "write_hps",
+    "write_aesthetic",
+    "write_pickscore",
+    "write_hps_prompts",
+    "TINY_CLIP_CONFIG",
+]
 
 
 def random_biggan(size: int = 512, channel_width: int = 128, seed: int = 0, *, prepare: bool = True):
@@ -87,6 +99,88 @@ def write_clip(
     return config_file, weights
 
 
+# ---------------------------------------------------------------------------------------------- judges
+def _open_clip_dir(folder: Path, config: dict, seed: int, *, weights: bool) -> torch.nn.Module:
+    """An open_clip model in open_clip's ``local-dir`` layout: ``open_clip_config.json`` (+ its weights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {}}))
+    torch.manual_seed(seed)
+    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)
+    if weights:
+        torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    return model
+
+
+def write_hps(folder: Path, version: str = "v2.1", config: dict | None = None, seed: int = 0) -> Path:
+    """An HPS judge folder: a checkpoint in HPS's format (``{"state_dict": …}``) of a tiny architecture.
+
+    The architecture is named in ``open_clip_config.json`` beside it (``--judge hps-v2.1=FOLDER`` reads it);
+    the real judge is ViT-H-14 with no such file.
+    """
+    folder = Path(folder)
+    model = _open_clip_dir(folder, config or TINY_CLIP_CONFIG, seed, weights=False)
+    file = folder / JUDGES[f"hps-{version}"].file
+    torch.save({"state_dict": model.state_dict()}, file)
+    return folder
+
+
+def write_aesthetic(folder: Path, config: dict | None = None, seed: int = 0) -> Path:
+    """An aesthetic judge folder: the predictor's MLP file (random) and the tiny CLIP it reads embeddings with."""
+    folder = Path(folder)
+    config = config or TINY_CLIP_CONFIG
+    _open_clip_dir(folder, config, seed, weights=True)
+    torch.manual_seed(seed + 1)
+    torch.save(aesthetic_head(config["embed_dim"]).state_dict(), folder / JUDGES["aesthetic"].file)
+    return folder
+
+
+def write_pickscore(folder: Path, seed: int = 0) -> Path:
+    """A PickScore folder as transformers saves one: a tiny random ``CLIPModel`` and a CLIP processor.
+
+    The tokenizer's vocabulary is CLIP's own (open_clip's copy); the image processor has the settings of
+    LAION's CLIP-H processor (shortest side 224, bicubic, centre crop 224, OpenAI mean and std).
+    """
+    import transformers  # noqa: PLC0415 (an optional extra)
+    from open_clip.tokenizer import SimpleTokenizer  # noqa: PLC0415 (only for this writer)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = transformers.CLIPConfig(
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 224, "patch_size": 32},
+        projection_dim=16,
+    )  # fmt: skip
+    transformers.CLIPModel(config).save_pretrained(folder)
+    bpe = SimpleTokenizer()
+    names = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
+    (folder / "vocab.json").write_text(json.dumps({names.get(k, k): v for k, v in bpe.encoder.items()}))
+    merges = sorted(bpe.bpe_ranks, key=bpe.bpe_ranks.get)
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    images = transformers.CLIPImageProcessor(
+        size={"shortest_edge": 224},
+        crop_size={"height": 224, "width": 224},
+        resample=3,
+        image_mean=list(open_clip.OPENAI_DATASET_MEAN),
+        image_std=list(open_clip.OPENAI_DATASET_STD),
+    )
+    transformers.CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def write_hps_prompts(folder: Path, per_style: int = 3) -> Path:
+    """The HPS benchmark's prompt files as the dataset holds them (``STYLE.json``, a JSON list), made up."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    subjects = ["a lighthouse at dusk", "a red fox in snow", "a city of glass: morning", "an old | new bridge"]
+    for style in ("anime", "concept-art", "paintings", "photo"):
+        prompts = [f"{subjects[i % len(subjects)]}, {style} style" for i in range(per_style)]
+        (folder / f"{style}.json").write_text(json.dumps(prompts))
+    return folder
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0].startswith("-"):
         sys.exit("usage: python -m textsleep.testing DIR [--full]")
@@ -100,12 +194,16 @@ def main(argv: list[str]) -> None:
             f"textsleep 'upside down tree' --biggan {out}/biggan-deep-512 --clip-model ViT-B-32 --clip-pretrained "
             f"{weights}"
         )
-    else:
-        config, weights = write_clip(out)
-        print(
-            f"textsleep 'upside down tree' --biggan {out}/biggan-deep-128 --clip-model {config} --clip-pretrained "
-            f"{weights}"
-        )
+        return
+    config, weights = write_clip(out)
+    dream = f"--biggan {out}/biggan-deep-128 --clip-model {config} --clip-pretrained {weights}"
+    print(f"textsleep 'upside down tree' {dream}")
+    hps, aesthetic = write_hps(out / "hps-v2.1"), write_aesthetic(out / "aesthetic")
+    prompts = write_hps_prompts(out / "hps-prompts")
+    print(
+        f"textsleep eval --benchmark hps={prompts} --limit 2 --judge hps-v2.1={hps} --judge aesthetic={aesthetic} "
+        f"{dream} --iterations 2 --cutouts 4 --size 128 --out {out}/benchmark"
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 import typer
 from huggingface_hub import constants
 
-from .. import weights
+from .. import judges, weights
 from ..errors import UserError
 from ..models import auto_precision, clip_cached, device_info, load_clip, resolve_device
 from ..version import __version__
@@ -31,6 +31,9 @@ def download(
     force: bool = typer.Option(
         False, "--force", help="Fetch again even when cached (replaces a file cut short, changed or corrupted)."
     ),
+    judge: Optional[list[str]] = typer.Option(
+        None, "--judge", help=f"Also fetch this judge of textsleep eval ({', '.join(judges.JUDGES)}); repeatable."
+    ),
 ) -> None:
     """Fetch weights now (for an offline machine: download, copy the caches, run)."""
 
@@ -41,12 +44,18 @@ def download(
     for name in upscaler or ():
         if name not in weights.UPSCALERS:
             raise UserError(f"--upscaler {name!r}: not a known upscaler; known are {', '.join(weights.UPSCALERS)}")
+    for name in judge or ():
+        if name not in judges.JUDGES or name == "clip":
+            known = ", ".join(n for n in judges.JUDGES if n != "clip")
+            raise UserError(f"--judge {name!r}: not a judge to fetch; known are {known} (CLIP: --clip-model)")
     for s in sizes:
         name = f"biggan-deep-{s}"
         folder = weights.biggan_dir(name, progress=True, force=force)
         typer.echo(f"{name}: {folder}")
     for name in upscaler or ():
         typer.echo(f"{name}: {weights.upscaler_file(name, progress=True, force=force)}")
+    for name in judge or ():
+        typer.echo(f"judge {name}: {judges.fetch(name)}")
     if not no_clip:
         load_clip(clip_model, clip_pretrained, "cpu")
 
@@ -107,6 +116,10 @@ def _caches():
     for name in weights.UPSCALERS:
         yield name, cached(upscalers.get(name), "not cached (textsleep download --upscaler NAME)")
     yield "upscaler mirror", os.environ.get("TEXTSLEEP_UPSCALER_URL") or "not set (TEXTSLEEP_UPSCALER_URL)"
+    for name, info in judges.JUDGES.items():
+        if info.repo is not None:
+            where = "cached" if judges.cached(name) else f"not cached (textsleep download --judge {name})"
+            yield f"judge {name}", f"{where}; {info.repo} ({info.licence})"
     clip_ok = clip_cached("ViT-B-32", "openai")
     yield "ViT-B-32 (openai)", "cached" if clip_ok else "not cached"
     offline_ok = clip_ok and weights.is_cached("biggan-deep-512")
