@@ -14,7 +14,7 @@ from textsleep.invert import invert_photo
 from textsleep.options import Given, options, parse_options, settings_of, with_settings
 from textsleep.settings import DreamSettings, InvertSettings, knob
 
-_HAND_WRITTEN = {"download"}  # (its options are still typed out in commands/weights.py)
+_HAND_WRITTEN: set[str] = set()
 
 
 def _commands():

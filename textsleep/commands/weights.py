@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Optional
+from dataclasses import dataclass
 
 import torch
 import typer
@@ -13,31 +13,51 @@ from huggingface_hub import constants
 from .. import judges, weights
 from ..errors import UserError
 from ..models import auto_precision, clip_cached, device_info, load_clip, resolve_device
+from ..options import with_settings
+from ..settings import knob
 from ..version import __version__
 from .common import cli_errors
 
 __all__ = ["register"]
 
 
-def download(
-    size: str = typer.Option("512", "--size", help="BigGAN-deep size to fetch: 128, 256, 512 or all."),
-    clip_model: str = typer.Option("ViT-B-32", "--clip-model", help="open_clip model whose weights to fetch."),
-    clip_pretrained: str = typer.Option("openai", "--clip-pretrained", help="Its pretrained tag."),
-    no_clip: bool = typer.Option(False, "--no-clip", help="Do not fetch CLIP."),
-    no_biggan: bool = typer.Option(False, "--no-biggan", help="Do not fetch BigGAN."),
-    upscaler: Optional[list[str]] = typer.Option(
-        None, "--upscaler", help="Also fetch this upscaler (RealESRGAN_x4plus, RealESRGAN_x2plus); repeatable."
-    ),
-    force: bool = typer.Option(
-        False, "--force", help="Fetch again even when cached (replaces a file cut short, changed or corrupted)."
-    ),
-    judge: Optional[list[str]] = typer.Option(
-        None, "--judge", help=f"Also fetch this judge of textsleep eval ({', '.join(judges.JUDGES)}); repeatable."
-    ),
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class DownloadOptions:
+    """What ``textsleep download`` fetches ahead."""
+
+    size: str = knob("512", "BigGAN-deep size to fetch: 128, 256, 512 or all.")
+    clip_model: str = knob("ViT-B-32", "open_clip model whose weights to fetch.")
+    clip_pretrained: str = knob("openai", "Its pretrained tag.")
+    no_clip: bool = knob(False, "Do not fetch CLIP.")
+    no_biggan: bool = knob(False, "Do not fetch BigGAN.")
+    upscaler: tuple[str, ...] = knob(
+        (), f"Also fetch this upscaler ({', '.join(weights.UPSCALERS)}); repeatable.", show=False
+    )
+    force: bool = knob(False, "Fetch again even when cached (replaces a file cut short, changed or corrupted).")
+    judge: tuple[str, ...] = knob(
+        (), f"Also fetch this judge of textsleep eval ({', '.join(judges.JUDGES)}); repeatable.", show=False
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DoctorOptions:
+    """What ``textsleep doctor`` checks beyond what it always prints."""
+
+    verify: bool = knob(
+        False,
+        "Also hash every cached weight file against the SHA-256 found at download (reads them all; a good copy "
+        "whose time changed is stamped again).",
+    )
+
+
+@with_settings
+def download(*, options: DownloadOptions) -> None:
     """Fetch weights now (for an offline machine: download, copy the caches, run)."""
 
-    sizes = () if no_biggan else ("128", "256", "512") if size == "all" else (size,)
+    o = options
+    size, upscaler, judge, force = o.size, o.upscaler, o.judge, o.force
+
+    sizes = () if o.no_biggan else ("128", "256", "512") if size == "all" else (size,)
     for s in sizes:
         if s not in ("128", "256", "512"):
             raise UserError(f"--size {size!r}: allowed are 128, 256, 512 or all")
@@ -56,25 +76,18 @@ def download(
         typer.echo(f"{name}: {weights.upscaler_file(name, progress=True, force=force)}")
     for name in judge or ():
         typer.echo(f"judge {name}: {judges.fetch(name)}")
-    if not no_clip:
-        load_clip(clip_model, clip_pretrained, "cpu")
+    if not o.no_clip:
+        load_clip(o.clip_model, o.clip_pretrained, "cpu")
+        typer.echo(f"CLIP {o.clip_model} ({o.clip_pretrained}): in {constants.HF_HUB_CACHE}")
 
-        typer.echo(f"CLIP {clip_model} ({clip_pretrained}): in {constants.HF_HUB_CACHE}")
 
-
-def doctor(
-    verify: bool = typer.Option(
-        False,
-        "--verify",
-        help="Also hash every cached weight file against the SHA-256 found at download (reads them all; a good copy "
-        "whose time changed is stamped again).",
-    ),
-) -> None:
+@with_settings
+def doctor(*, options: DoctorOptions) -> None:
     """Devices, precision, versions, caches and which models are present."""
 
     for key, value in (*_versions(), *_device(), *_caches()):
         typer.echo(f"{key:<22} {value}")
-    if verify:
+    if options.verify:
         _verify()
 
 
