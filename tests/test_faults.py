@@ -2,10 +2,12 @@
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -168,21 +170,26 @@ def test_one_writer_in_one_process_too(tiny_options):
 # ------------------------------------------------------------------------------------------------ signals
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_term_and_hup_save_like_ctrl_c(tiny_args, tmp_path, sig, code):
-    args = ["tree", *tiny_args, "--iterations", "100000", "--save-every", "1000", "--quiet"]
+    args = ["tree", *tiny_args, "--iterations", "100000", "--save-every", "1000"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "textsleep", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    err_seen: list[str] = []
+    reader = threading.Thread(target=lambda: err_seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
     run = tmp_path / "outputs" / "tree"
     deadline = time.monotonic() + 120
-    while not (run / "image.png").exists() and not (run / ".textsleep.lock").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(2.0)  # some steps, none saved yet (--save-every 1000)
+    while not re.search(r"\b[2-9]\d*/100000", "".join(err_seen)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the progress bar has counted a few steps, none saved yet (--save-every 1000)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    out = proc.stdout.read()
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err = "".join(err_seen)
     assert proc.returncode == code, err
     assert "Traceback" not in err and f"textsleep --resume {run}" in err
     record = _record(run)
-    assert record["status"] == "interrupted" and record["steps_done"] >= 1
+    assert record["status"] == "interrupted" and record["steps_done"] >= 2, out
     assert torch.load(run / "checkpoint.pt", weights_only=True)["dream"]["step"] == record["steps_done"]
     _no_temporary_files(run)
 
