@@ -19,9 +19,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(
                 pytest.mark.dream
             )  # runs whole dreams on tiny models: `pytest -m "not dream"` for the quick tests
-        if "gpu" in item.keywords and not has_gpu:
+        if item.get_closest_marker("gpu") and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA or MPS device; none here"))
-        if "weights" in item.keywords and not real:
+        if item.get_closest_marker("weights") and not real:
             item.add_marker(
                 pytest.mark.skip(
                     reason="needs real pretrained weights; set TEXTSLEEP_REAL_WEIGHTS=1 where they are cached"

@@ -116,6 +116,12 @@ class DreamSettings:
     # --- where and how it runs ----------------------------------------------------------------------------------------
     device: str = _knob("auto", "auto, cpu, cuda, cuda:N or mps.", resume=True, identity=False)
     precision: str = _knob("auto", "auto, fp32, bf16 or fp16.")
+    compile: bool = _knob(
+        False,
+        "Run the dream step through torch.compile (with CUDA graphs on a GPU): the first step compiles; same picture.",
+        resume=True,
+        identity=False,
+    )
     cutout_batch: int = _knob(
         32, "Cutouts CLIP encodes at once (caps memory; same picture).", resume=True, identity=False
     )
