@@ -26,9 +26,12 @@ on until that check has measured it on a GPU.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import torch
+
+from .errors import UserError
 
 __all__ = ["Levers", "compiled", "compile_mode"]
 
@@ -76,5 +79,20 @@ def compiled(fn, device: torch.device):
     mode = compile_mode(device)
     key = (fn, mode)
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(fn, mode=mode, dynamic=False)
+        _COMPILED[key] = _one_line_errors(torch.compile(fn, mode=mode, dynamic=False))
     return _COMPILED[key]
+
+
+def _one_line_errors(compiled_fn):
+    """A compiled function whose compile failures (no C++ compiler, an unsupported operation) are one UserError."""
+
+    @functools.wraps(compiled_fn)
+    def run(*args, **kwargs):
+        try:
+            return compiled_fn(*args, **kwargs)
+        except torch._dynamo.exc.TorchDynamoException as err:  # (torch._dynamo is imported by then)
+            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            why = first.strip()[:200]
+            raise UserError(f"--compile: torch.compile failed here ({why}); run without --compile") from err
+
+    return run

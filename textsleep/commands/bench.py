@@ -32,6 +32,9 @@ def bench(
     breakdown: bool = typer.Option(
         False, "--breakdown", help="Also time BigGAN, cutouts and CLIP on their own and count their GFLOP."
     ),
+    compile: bool = typer.Option(
+        False, "--compile", help="Also time the step through torch.compile: compile time, steady step beside eager."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Time the real dream step on randomly initialised full-size models (no download needed)."""
@@ -61,11 +64,18 @@ def bench(
         augment=augment,
         cutout_batch=cutout_batch,
         breakdown=breakdown,
+        compile=compile,
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
-    typer.echo(f"textsleep step: {result.median_s:.3f} s/step (median of {steps}), {result.it_per_s:.2f} it/s")
+    mode = " compiled" if compile else ""
+    typer.echo(f"textsleep step: {result.median_s:.3f} s/step{mode} (median of {steps}), {result.it_per_s:.2f} it/s")
+    if compile:
+        typer.echo(
+            f"  eager: {result.eager_median_s:.3f} s/step in the same run (compiled/eager "
+            f"{result.median_s / result.eager_median_s:.2f}); compile: {result.compile_s:.1f} s (the first step)"
+        )
     typer.echo(f"  size {size}, cutouts {cutouts}, batch {batch}, device {result.device}, precision {result.precision}")
     typer.echo(
         f"  {result.memory_kind}: {result.peak_memory_gb:.2f} GB; torch {result.torch}; min {result.min_s:.3f} s, "
