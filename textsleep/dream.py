@@ -151,7 +151,10 @@ class Dream:
     With several judges (CLIP models) the similarity is their weighted mean, each
     judge seeing cutouts at its own input size and with its own normalisation.
     Each picture draws every random number from its own seeded generator, so a
-    picture is the same whether it is dreamt alone or in a batch.
+    picture is the same whether it is dreamt alone or in a batch.  ``compile``
+    runs BigGAN and CLIP through ``torch.compile`` (the same picture, to
+    rounding); ``levers`` say how the step computes (:class:`~textsleep.speed.Levers`,
+    by default what this device was measured fastest with).
     """
 
     def __init__(

@@ -91,8 +91,9 @@ def _one_line_errors(compiled_fn):
         try:
             return compiled_fn(*args, **kwargs)
         except torch._dynamo.exc.TorchDynamoException as err:  # (torch._dynamo is imported by then)
-            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
-            why = first.strip()[:200]
+            cause = getattr(err, "inner_exception", None) or err  # (a backend's failure is wrapped)
+            lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+            why = (lines[0] if lines else type(cause).__name__)[:200]
             raise UserError(f"--compile: torch.compile failed here ({why}); run without --compile") from err
 
     return run
