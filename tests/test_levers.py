@@ -61,9 +61,17 @@ def test_sdpa_attention_equals_two_matmuls(clip_name):
 
 def test_a_dream_with_sdpa_attention_follows_the_matmul_one(clip_name):
     matmul = _run(_dream(clip_name))
-    sdpa = _run(_dream(clip_name, Levers(attention="sdpa")))
+    with_sdpa = _dream(clip_name, Levers(attention="sdpa"))
+    sdpa = _run(with_sdpa)
     assert sdpa[0] == pytest.approx(matmul[0], rel=1e-5)
     assert torch.allclose(sdpa[2], matmul[2], atol=1e-5)
+    # two dreams sharing a CLIP model each compute with their own lever
+    model = with_sdpa.judges[0].clip.model
+    other = Dream(with_sdpa.biggan, with_sdpa.judges, seeds=[3], cutouts=6)
+    other.step()
+    assert not any(getattr(block.attn, "sdpa", False) for block in model.visual.transformer.resblocks[:-1])
+    with_sdpa.step()
+    assert all(block.attn.sdpa for block in model.visual.transformer.resblocks[:-1])
 
 
 def test_noise_drawn_on_the_device_is_reproducible_and_standard_normal():

@@ -199,8 +199,6 @@ class Dream:
         if self.levers.cutout_batch is not None:
             cutout_batch = self.levers.cutout_batch or None
         self.cutout_batch = cutout_batch  # cutouts CLIP encodes at once (None: all); caps memory, same result
-        for judge in judges:
-            use_attention(judge.clip.model, self.levers.attention)
         # the step's two heavy parts, compiled or not; they take the models as arguments (see speed.compiled)
         self.compile = compile
         self._generate = compiled(_generate, self.device) if compile else _generate
@@ -274,6 +272,7 @@ class Dream:
         sim = torch.zeros(b, device=self.device)
         noise_device = images.device if self.levers.noise_on_device else None
         for judge, cutouts in zip(self.judges, self.cutouts):
+            use_attention(judge.clip.model, self.levers.attention)  # (each time: dreams may share a model)
             # (all random numbers first, in a fixed order)
             draws = [cutouts.draw(h, w, g, noise_device=noise_device) for g in self.generators]
             step = self.cutout_batch or b * cutouts.count
