@@ -19,9 +19,9 @@ In one go (meant to take under eight minutes on an H100-class card; it prints th
    costs the same whatever the weights); peak GPU memory (max allocated) of each, models included;
 3. ``--num-images 8`` against one picture (512 px, 32 cutouts);
 4. the levers (``textsleep.speed.Levers``), each timed against the step without it, and which pay;
-5. writes ``benchmarks/results/<card>-<date>.json``, prints the table README's Speed section shows and checks
-   the targets: at least 8× big-sleep's speed at 512/32 and 4× elsewhere; at most 3 GB at 512/32 and under
-   6 GB at 512/128; eight pictures in at most twice the time of one.
+5. writes ``benchmarks/results/<card>-<date>.json`` (``-2``, ``-3``… when that day has one already), prints the
+   table README's Speed section shows and checks the targets: at least 8× big-sleep's speed at 512/32 and 4×
+   elsewhere; at most 3 GB at 512/32 and under 6 GB at 512/128; eight pictures in at most twice the time of one.
 
 It exits with 0 when the tests pass and, on a GPU, every target is met.  ``--device cpu --quick`` runs the same
 on the CPU with small models of the real classes (128 px, a few cutouts and steps) and writes its results to a
@@ -55,6 +55,7 @@ sys.path.insert(0, str(HERE))  # (the peer, beside this file)
 import peer_bigsleep  # noqa: E402
 
 from textsleep.dream import Dream, Judge  # noqa: E402
+from textsleep.errors import UserError  # noqa: E402
 from textsleep.models import resolve_device, resolve_dtype  # noqa: E402
 from textsleep.speed import Levers  # noqa: E402
 from textsleep.testing import random_biggan, random_clip  # noqa: E402
@@ -91,7 +92,11 @@ def main() -> int:
     if importlib.util.find_spec("big_sleep") is None:
         print("gpu check: big-sleep is not installed; it times big-sleep's own step (pip install big-sleep==0.9.1)")
         return 2
-    dev = resolve_device(args.device)
+    try:
+        dev = resolve_device(args.device)
+    except UserError as err:
+        print(f"gpu check: {err}")
+        return 2
     rounds = args.rounds or (2 if args.quick else 3)
     steps = args.steps or (1 if args.quick else 4)
     precision = args.precision or ("fp32" if args.quick else "auto")
@@ -135,7 +140,8 @@ def main() -> int:
     report["targets"] = _targets(report, dev)
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{_slug(report['device_name'])}-{report['date']}.json"
+    name = f"{_slug(report['device_name'])}-{report['date']}"
+    path = next(p for n in range(1, 1000) if not (p := out / (name + (f"-{n}" if n > 1 else "") + ".json")).exists())
     path.write_text(json.dumps(report, indent=2) + "\n")
     print()
     print(_table(report))
