@@ -3,14 +3,14 @@
 
 usage: python benchmarks/compare_bigsleep.py [--size 512 [128 ...]] [--cutouts 32 [128 ...]] [--steps 3]
                                              [--rounds 3] [--precision auto] [--device auto]
-                                             [--peer PATH/peer_bigsleep.py] [--markdown]
+                                             [--peer benchmarks/peer_bigsleep.py] [--markdown]
 
 For every size × cutouts, each round runs ``textsleep bench --json`` and then the
 peer script (big-sleep's own ``train_step`` on random full-size models) in fresh
 processes, back to back, so both see the same machine state; the medians over
 rounds are compared.  Peak memory is each process's own peak RSS on the CPU (as
 the kernel reports it for that child), and max allocated GPU memory on CUDA.
-big-sleep must be installed for the peer side (``pip install --no-deps big-sleep fire``);
+big-sleep must be installed for the peer side (``pip install big-sleep==0.9.1``, in the test extra);
 without it only textsleep's figures are printed.  ``--markdown`` ends with a table
 for the README.
 """
@@ -87,7 +87,7 @@ def _cpu_name() -> str:
 
 
 def main() -> None:
-    default_peer = Path(__file__).resolve().parents[2] / "shared" / "bench" / "peer_bigsleep.py"
+    default_peer = Path(__file__).resolve().parent / "peer_bigsleep.py"
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, nargs="+", default=[512])
     p.add_argument("--cutouts", type=int, nargs="+", default=[32])

@@ -22,6 +22,7 @@ from .dream import Dream, Judge
 from .models import resolve_device, resolve_dtype
 from .render import render
 from .settings import BenchSettings
+from .speed import Levers
 from .testing import random_biggan, random_clip
 
 __all__ = ["BenchResult", "run_bench"]
@@ -48,6 +49,10 @@ class BenchResult:
     gflop_per_step: float | None = None  # matmul and convolution work of one step (with breakdown)
     phases: dict | None = None  # with breakdown: {phase: {"median_s": …, "gflop": …}} for generator, cutouts, clip
     matmul_gflops: float | None = None  # with breakdown: a large dense matmul's rate on this device and dtype
+    compiled: bool = False  # the step timed went through torch.compile
+    compile_s: float | None = None  # compiled: seconds of the first compiled step (the compile included)
+    eager_median_s: float | None = None  # compiled: the eager step's median, timed in the same run
+    levers: dict | None = None  # the levers the step ran with (textsleep.speed.Levers)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,12 +93,16 @@ def run_bench(
     augment: str = BenchSettings.augment,
     cutout_batch: int | None = BenchSettings.cutout_batch,
     breakdown: bool = BenchSettings.breakdown,
+    compile: bool = BenchSettings.compile,
+    levers: Levers | None = None,
 ) -> BenchResult:
     """Time ``steps`` dream steps (plus one warm-up) and return the medians.
 
     ``breakdown`` then also times the step's three parts on their own (BigGAN
     forward + backward, cutouts forward + backward, CLIP forward + backward)
-    and counts the arithmetic of each and of a whole step.
+    and counts the arithmetic of each and of a whole step.  ``compile`` times
+    the eager step first, then the compiled one on the same models: its first
+    step (the compile) on its own, then the steady steps after a warm-up.
     """
     dev = resolve_device(device)
     dtype = resolve_dtype(precision, dev)
@@ -102,14 +111,26 @@ def run_bench(
     with torch.inference_mode():
         prompt = clip.encode_text(["upside down tree"])
     judge = Judge(clip, prompt, torch.ones(1))
-    dream = Dream(
-        biggan, [judge], seeds=list(range(batch)), cutouts=cutouts, augment=augment, cutout_batch=cutout_batch
-    )
+
+    def new_dream(compiled: bool) -> Dream:
+        options = dict(cutouts=cutouts, augment=augment, cutout_batch=cutout_batch, levers=levers)
+        return Dream(biggan, [judge], seeds=list(range(batch)), compile=compiled, **options)
+
+    dream = new_dream(False)
     gc.collect()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     timed = _times(dream.step, dev, steps + 1)[1:]  # (the first step warms up)
     median = statistics.median(timed)
+    compile_s = eager = None
+    if compile:
+        eager, dream = median, new_dream(True)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        compile_s = _times(dream.step, dev, 1)[0]
+        warm_up = 2 if dev.type == "cuda" else 1  # (CUDA graphs: one step to warm up, one to record)
+        timed = _times(dream.step, dev, steps + warm_up)[warm_up:]
+        median = statistics.median(timed)
     if dev.type == "cuda":
         peak, kind = torch.cuda.max_memory_allocated(dev) / 2**30, "max allocated GPU memory"
     else:
@@ -139,6 +160,10 @@ def run_bench(
         gflop_per_step=gflop,
         phases=phases,
         matmul_gflops=peak_rate,
+        compiled=compile,
+        compile_s=None if compile_s is None else round(compile_s, 2),
+        eager_median_s=None if eager is None else round(eager, 4),
+        levers=asdict(dream.levers),
     )
 
 

@@ -91,8 +91,13 @@ class Cutouts:
         scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], device=boxes.device, dtype=boxes.dtype)
         return src * scale - 1
 
-    def draw(self, height: int, width: int, generator: torch.Generator, batch: int = 1) -> "Draw":
-        """Every random choice for ``batch``·count cutouts of pictures of this size, in a fixed order."""
+    def draw(self, height: int, width: int, generator: torch.Generator, batch: int = 1, *, noise_device=None) -> "Draw":
+        """Every random choice for ``batch``·count cutouts of pictures of this size, in a fixed order.
+
+        With ``noise_device`` the colour noise is drawn there, from a seed that
+        ``generator`` draws, instead of on the CPU: the same distribution, other
+        numbers, nothing to copy to the device.
+        """
         n = batch * self.count
         boxes = self.boxes(batch, height, width, generator)
         colour = None
@@ -108,7 +113,13 @@ class Cutouts:
             colour = (brightness, contrast, saturation, x0, y0)
         noise = None
         if self.augment in ("light", "strong") and self.noise > 0:
-            noise = torch.randn((n, 3, self.size, self.size), generator=generator)
+            shape = (n, 3, self.size, self.size)
+            if noise_device is None:
+                noise = torch.randn(shape, generator=generator)
+            else:
+                seed = int(torch.randint(2**62, (1,), generator=generator))
+                on_device = torch.Generator(device=noise_device).manual_seed(seed)
+                noise = torch.randn(shape, generator=on_device, device=noise_device)
         return Draw(boxes, colour, noise)
 
     def apply(self, images: torch.Tensor, draw: "Draw", rows: slice = slice(None)) -> torch.Tensor:
@@ -121,7 +132,9 @@ class Cutouts:
         start, stop, _ = rows.indices(b * self.count)
         if stop <= start:
             return images.new_zeros((0, 3, self.size, self.size))
-        grid = self.grid(draw.boxes[start:stop].to(images.device, torch.float32), h, w).to(images.dtype)
+        # (copies of the draw to the device never wait for it: the draw is fresh and read by nothing else)
+        boxes = draw.boxes[start:stop].to(images.device, torch.float32, non_blocking=True)
+        grid = self.grid(boxes, h, w).to(images.dtype)
         parts = []
         for picture in range(start // self.count, (stop - 1) // self.count + 1):
             lo, hi = max(start, picture * self.count) - start, min(stop, (picture + 1) * self.count) - start
@@ -133,9 +146,9 @@ class Cutouts:
             parts.append(rearrange(sampled, "k c (n y) x -> (k n) c y x", y=self.size))
         cut = parts[0] if len(parts) == 1 else torch.cat(parts)
         if draw.colour is not None:
-            cut = self._colour_and_erase(cut, [t[start:stop] for t in draw.colour])
+            cut = self._colour_and_erase(cut, [t[start:stop].to(cut.device, non_blocking=True) for t in draw.colour])
         if draw.noise is not None:
-            cut = cut + draw.noise[start:stop].to(cut.device, cut.dtype) * self.noise
+            cut = cut + draw.noise[start:stop].to(cut.device, cut.dtype, non_blocking=True) * self.noise
         return cut
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -156,7 +169,7 @@ class Cutouts:
         cut = adjust_saturation(cut, saturation.to(cut.device, cut.dtype))
         # blank out one random square per cutout (a quarter of the side)
         hole = size // 4
-        grid = torch.arange(size)
+        grid = torch.arange(size, device=x0.device)
         inside_x = (grid[None] >= x0[:, None]) & (grid[None] < (x0 + hole)[:, None])
         inside_y = (grid[None] >= y0[:, None]) & (grid[None] < (y0 + hole)[:, None])
         keep = ~(inside_y[:, :, None] & inside_x[:, None, :])

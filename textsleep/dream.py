@@ -17,25 +17,76 @@ from PIL import Image
 
 from . import losses
 from .cutouts import Cutouts
+from .fastclip import use_attention
 from .latents import EMA, Latents
 from .media import centre_square
 from .models import Clip
 from .prompts import Prompt
 from .render import num_latents, render
 from .settings import DreamSettings
+from .speed import Levers, compiled
 
 __all__ = ["Dream", "Step", "Judge"]
 
 
-@dataclass(frozen=True)
 class Step:
-    """What one optimisation step did."""
+    """What one optimisation step did.
 
-    index: int  # steps done so far, counting this one (1-based)
-    loss: float  # total loss that was minimised (summed over the pictures of a batch)
-    score: float  # weighted CLIP similarity of this step's cutouts (higher is better), mean over pictures
-    losses: dict[str, float]  # the terms: clip, latent, class (means over pictures)
-    scores: tuple[float, ...] = ()  # the score of each picture of the batch
+    - ``index``: steps done so far, counting this one (1-based);
+    - ``loss``: the total loss that was minimised (summed over the pictures of a batch);
+    - ``score``: weighted CLIP similarity of this step's cutouts (higher is better), mean over pictures;
+    - ``losses``: the terms — clip, latent, class — as means over pictures;
+    - ``scores``: the score of each picture of the batch.
+
+    Each reads as a Python float.  A step made on a device may hold them there
+    (:meth:`on_device`): they are then read back together, once, when one of
+    them is first asked for, so making the step needs no host round-trip.
+    """
+
+    __slots__ = ("index", "_values", "_packed", "_names")
+
+    def __init__(
+        self, index: int, loss: float, score: float, losses: dict[str, float], scores: tuple[float, ...] = ()
+    ) -> None:
+        self.index = index
+        self._values = (float(loss), float(score), {k: float(v) for k, v in losses.items()}, tuple(scores))
+        self._packed, self._names = None, ()
+
+    @classmethod
+    def on_device(cls, index: int, loss: torch.Tensor, losses: dict[str, torch.Tensor], scores: torch.Tensor) -> "Step":
+        """A step whose loss (), terms (each ()) and scores (B,) are still tensors, read when first asked for."""
+        step = cls.__new__(cls)
+        step.index, step._values, step._names = index, None, tuple(losses)
+        parts = [loss.reshape(1), *(v.reshape(1) for v in losses.values()), scores.reshape(-1)]
+        step._packed = torch.cat([p.detach().float() for p in parts])
+        return step
+
+    def _read(self) -> tuple:
+        if self._values is None:
+            values, k = self._packed.tolist(), len(self._names)
+            scores = tuple(values[1 + k :])
+            self._values = (values[0], sum(scores) / len(scores), dict(zip(self._names, values[1 : 1 + k])), scores)
+            self._packed = None
+        return self._values
+
+    @property
+    def loss(self) -> float:
+        return self._read()[0]
+
+    @property
+    def score(self) -> float:
+        return self._read()[1]
+
+    @property
+    def losses(self) -> dict[str, float]:
+        return self._read()[2]
+
+    @property
+    def scores(self) -> tuple[float, ...]:
+        return self._read()[3]
+
+    def __repr__(self) -> str:
+        return f"Step(index={self.index}, loss={self.loss!r}, score={self.score!r}, losses={self.losses!r})"
 
 
 @dataclass
@@ -103,7 +154,10 @@ class Dream:
     With several judges (CLIP models) the similarity is their weighted mean, each
     judge seeing cutouts at its own input size and with its own normalisation.
     Each picture draws every random number from its own seeded generator, so a
-    picture is the same whether it is dreamt alone or in a batch.
+    picture is the same whether it is dreamt alone or in a batch.  ``compile``
+    runs BigGAN and CLIP through ``torch.compile`` (the same picture, to
+    rounding); ``levers`` say how the step computes (:class:`~textsleep.speed.Levers`,
+    by default what this device was measured fastest with).
     """
 
     def __init__(
@@ -121,6 +175,8 @@ class Dream:
         ema_decay: float = DreamSettings.ema_decay,
         extra_loss=None,
         cutout_batch: int | None = DreamSettings.cutout_batch,
+        compile: bool = DreamSettings.compile,
+        levers: Levers | None = None,
     ) -> None:
         self.biggan = biggan
         self.extra_loss = extra_loss  # optional f(images (B,3,H,W)) -> (B,) added to the loss, e.g. a pixel loss
@@ -142,7 +198,15 @@ class Dream:
         self.lr, self.ema_decay = lr, ema_decay
         self._reset_optimiser()
         self.cutouts = [Cutouts(j.clip.image_size, cutouts, augment) for j in judges]
+        self.levers = levers or Levers.for_device(self.device)
+        if self.levers.cutout_batch is not None:
+            cutout_batch = self.levers.cutout_batch or None
         self.cutout_batch = cutout_batch  # cutouts CLIP encodes at once (None: all); caps memory, same result
+        # the step's two heavy parts, compiled or not; they take the models as arguments (see speed.compiled)
+        self.compile = compile
+        self._generate = compiled(_generate, self.device) if compile else _generate
+        self._encode = compiled(_encode, self.device) if compile else _encode
+        self._unchecked: tuple[int, torch.Tensor] | None = None  # without host_sync: the last loss not yet checked
         self.step_count = 0
 
     @classmethod
@@ -162,6 +226,7 @@ class Dream:
             class_temperature=s.class_temperature,
             ema_decay=s.ema_decay,
             extra_loss=extra_loss,
+            compile=s.compile,
         )
 
     def aim(self, targets: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -198,8 +263,11 @@ class Dream:
         total = sum(j.weight for j in self.judges)
         b, _, h, w = images.shape
         sim = torch.zeros(b, device=self.device)
+        noise_device = images.device if self.levers.noise_on_device else None
         for judge, cutouts in zip(self.judges, self.cutouts):
-            draws = [cutouts.draw(h, w, g) for g in self.generators]  # (all random numbers first, in a fixed order)
+            use_attention(judge.clip.model, self.levers.attention)  # (each time: dreams may share a model)
+            # (all random numbers first, in a fixed order)
+            draws = [cutouts.draw(h, w, g, noise_device=noise_device) for g in self.generators]
             step = self.cutout_batch or b * cutouts.count
             for start in range(0, b * cutouts.count, step):
                 stop = min(start + step, b * cutouts.count)
@@ -209,7 +277,7 @@ class Dream:
                         for p, rows in _rows_by_picture(start, stop, cutouts.count)
                     ]
                 )
-                embeds = judge.clip.encode_image(cut.to(judge.clip.device))
+                embeds = self._encode(judge.clip, cut.to(judge.clip.device))
                 shares = [embeds.new_zeros(())] * b  # this batch's share of each picture's similarity
                 offset = 0
                 for p, rows in _rows_by_picture(start, stop, cutouts.count):
@@ -227,40 +295,48 @@ class Dream:
         return sim
 
     def step(self) -> Step:
-        z, classes = self.latents()
-        images = render(self.biggan, z, classes, self.truncation)
+        if self.compile and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: the CUDA graphs' last outputs may be reused
+        images, terms = self._generate(
+            self.biggan, self.latents, self.latents.z, self.latents.logits, self.truncation, not self.max_classes
+        )
         # CLIP's part of the gradient is taken batch by batch of cutouts into a detached copy of the pictures,
         # then carried back through BigGAN once, with the other terms
         pixels = images.detach().requires_grad_()
         sim = self.similarity(pixels, backward_scale=-losses.SIMILARITY_WEIGHT)
-        terms = {"clip": -losses.SIMILARITY_WEIGHT * sim, "latent": losses.latent_loss(z, self.truncation)}
-        if not self.max_classes:
-            terms["class"] = losses.class_loss(classes)
+        terms = {"clip": -losses.SIMILARITY_WEIGHT * sim, **terms}
         if self.extra_loss is not None:
             terms["extra"] = self.extra_loss(images)
         rest = sum(v for k, v in terms.items() if k != "clip").sum()
         loss = rest.detach() + terms["clip"].sum()
-        if not torch.isfinite(loss):
+        if self.levers.host_sync and not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss.item()} at step {self.step_count + 1}")
         self.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward([rest, images], [None, pixels.grad.to(images.dtype)])
         self.optimizer.step()
         self.latents.clamp_()
-        self.ema.update(self.latents)
+        self.ema.update(self.latents, foreach=self.levers.foreach_ema)
         self.step_count += 1
-        scores = tuple(sim.tolist())
-        return Step(
-            index=self.step_count,
-            loss=loss.item(),
-            score=sum(scores) / len(scores),
-            losses={k: v.mean().item() for k, v in terms.items()},
-            scores=scores,
-        )
+        step = Step.on_device(self.step_count, loss, {k: v.mean() for k, v in terms.items()}, sim)
+        if self.levers.host_sync:
+            step._read()  # (now, as one copy)
+        else:  # the loss before this one is checked now: the device stays a step ahead
+            unchecked, self._unchecked = self._unchecked, (self.step_count, loss.detach())
+            if unchecked is not None:
+                _check_finite(*unchecked)
+        return step
+
+    def check_finite(self) -> None:
+        """Raise FloatingPointError if a step's loss was not finite (without host_sync it is checked a step late)."""
+        if self._unchecked is not None:
+            unchecked, self._unchecked = self._unchecked, None
+            _check_finite(*unchecked)
 
     # -------------------------------------------------------------------------------- results
     @torch.inference_mode()
     def render(self, ema: bool = True) -> torch.Tensor:
         """The current pictures (B, 3, H, W) in [0, 1], from the moving average by default."""
+        self.check_finite()
         params = self.latent_params(ema)
         return render(self.biggan, params["z"], params["classes"], self.truncation)
 
@@ -277,6 +353,7 @@ class Dream:
 
     # -------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
+        self.check_finite()
         return {
             "step": self.step_count,
             "latents": {k: v.detach().cpu() for k, v in self.latents.state_dict().items()},
@@ -292,3 +369,23 @@ class Dream:
         self.optimizer.load_state_dict(state["optimizer"])
         for g, saved in zip(self.generators, state["generators"]):
             g.set_state(saved)
+
+
+def _check_finite(index: int, loss: torch.Tensor) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the loss became {loss.item()} at step {index}")
+
+
+def _generate(biggan, latents: Latents, z: torch.Tensor, logits: torch.Tensor, truncation: float, class_term: bool):
+    """The generator's part of a step: pictures (B, 3, H, W) and the regularisers {name: (B,)} from the latents."""
+    classes = latents.classes_from(logits)
+    images = render(biggan, z, classes, truncation)
+    terms = {"latent": losses.latent_loss(z, truncation)}
+    if class_term:
+        terms["class"] = losses.class_loss(classes)
+    return images, terms
+
+
+def _encode(clip: Clip, cutouts: torch.Tensor) -> torch.Tensor:
+    """CLIP's unit embeddings (N, D) of cutouts (N, 3, S, S)."""
+    return clip.encode_image(cutouts)

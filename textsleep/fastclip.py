@@ -10,7 +10,8 @@ where its assumptions hold and leaves the model alone otherwise:
   passes forward and three back;
 - attention written out as two matmuls and a softmax (:func:`plain_attention`):
   for CLIP's 50-token sequences that is 2.4× faster, forward and back, than
-  any of ``scaled_dot_product_attention``'s CPU kernels;
+  any of ``scaled_dot_product_attention``'s CPU kernels (:func:`use_attention`
+  switches to ``scaled_dot_product_attention``, for CUDA's fused kernels);
 - the last block computed for the class token only (:func:`last_block_for_class_token`):
   the pooled embedding reads nothing else, so the other 49 tokens' attention
   output, MLP and queries there are wasted work (about 6% of the tower).
@@ -25,7 +26,7 @@ from einops import rearrange
 from open_clip.transformer import Attention, CustomResidualAttentionBlock, QuickGELU
 from torch import nn
 
-__all__ = ["block_options", "speed_up"]
+__all__ = ["block_options", "speed_up", "use_attention"]
 
 _QUICK_GELU = 1.702
 
@@ -143,14 +144,20 @@ def _is_plain(attn: nn.Module) -> bool:
     )
 
 
-def _attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """(N, Lq, C) queries against (N, L, C) keys and values → (N, Lq, C), projected."""
+def _attend(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sdpa: bool = False) -> torch.Tensor:
+    """(N, Lq, C) queries against (N, L, C) keys and values → (N, Lq, C), projected.
+
+    ``sdpa`` computes the same with ``scaled_dot_product_attention`` (a fused kernel on CUDA).
+    """
     n, lq, c = q.shape
     heads = attn.num_heads
     q, k, v = (t.reshape(n, t.shape[1], heads, -1).transpose(1, 2) for t in (q, k, v))
-    weights = torch.matmul(q, k.transpose(-1, -2)).mul_(attn.scale).softmax(dim=-1)
-    out = torch.matmul(weights, v).transpose(1, 2).reshape(n, lq, c)
-    return attn.out_proj(out)
+    if sdpa:
+        out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+    else:
+        weights = torch.matmul(q, k.transpose(-1, -2)).mul_(attn.scale).softmax(dim=-1)
+        out = torch.matmul(weights, v)
+    return attn.out_proj(out.transpose(1, 2).reshape(n, lq, c))
 
 
 class _PlainAttention(nn.Module):
@@ -159,13 +166,14 @@ class _PlainAttention(nn.Module):
     def __init__(self, attn: nn.Module) -> None:
         super().__init__()
         self.attn = attn
+        self.sdpa = False  # see use_attention
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         if attn_mask is not None:
             return self.attn(x, attn_mask=attn_mask)
         a = self.attn
         q, k, v = F.linear(x, a.in_proj_weight, a.in_proj_bias).chunk(3, dim=-1)
-        return _attend(a, q, k, v)
+        return _attend(a, q, k, v, self.sdpa)
 
 
 def plain_attention(visual: nn.Module) -> int:
@@ -174,6 +182,22 @@ def plain_attention(visual: nn.Module) -> int:
     for block in _blocks(visual):
         if _is_plain(getattr(block, "attn", None)):
             block.attn = _PlainAttention(block.attn)
+            done += 1
+    return done
+
+
+def use_attention(model: nn.Module, kind: str) -> int:
+    """Compute the rewritten attentions as ``"matmul"`` (two matmuls and a softmax) or ``"sdpa"``
+    (``scaled_dot_product_attention``); returns how many now do.  The same result either way.
+    """
+    if kind not in ("matmul", "sdpa"):
+        raise ValueError(f"attention {kind!r}: allowed are matmul, sdpa")
+    visual = getattr(model, "visual", model)
+    done = 0
+    for block in _blocks(visual):
+        wrapper = block.block.attn if isinstance(block, _ClassTokenBlock) else getattr(block, "attn", None)
+        if isinstance(wrapper, _PlainAttention):
+            wrapper.sdpa = kind == "sdpa"
             done += 1
     return done
 
@@ -201,7 +225,7 @@ class _ClassTokenBlock(nn.Module):
         weight, bias = attn.in_proj_weight, attn.in_proj_bias
         q = F.linear(h[:, :1], weight[:c], None if bias is None else bias[:c])
         k, v = F.linear(h, weight[c:], None if bias is None else bias[c:]).chunk(2, dim=-1)
-        x = x[:, :1] + b.ls_1(b.ln_attn(_attend(attn, q, k, v)))
+        x = x[:, :1] + b.ls_1(b.ln_attn(_attend(attn, q, k, v, getattr(b.attn, "sdpa", False))))
         return x + b.ls_2(b.mlp(b.ln_2(x)))
 
 

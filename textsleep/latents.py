@@ -86,8 +86,15 @@ class EMA:
         self.biased = {k: torch.zeros_like(p) for k, p in module.named_parameters()}
 
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, *, foreach: bool = False) -> None:
+        """One step of the average; ``foreach`` does it for all parameters at once (the same numbers)."""
         self.steps += 1
+        if foreach:
+            names = [name for name, _ in module.named_parameters()]
+            biased = [self.biased[name] for name in names]
+            torch._foreach_mul_(biased, self.decay)
+            torch._foreach_add_(biased, [p.detach() for _, p in module.named_parameters()], alpha=1 - self.decay)
+            return
         for name, param in module.named_parameters():
             self.biased[name].mul_(self.decay).add_(param, alpha=1 - self.decay)
 

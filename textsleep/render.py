@@ -14,7 +14,9 @@ cheaper but equal way:
 
 Activations are kept channels-last on the CPU and CUDA, where the
 convolution kernels are fastest in that layout (a third off the generator's
-step on the CPU).
+step on the CPU).  Under ``torch.compile`` the affine map and the skip
+connections are written plainly instead: the compiler fuses them and
+derives their backward itself.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def affine_relu(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, inplace: b
     """
     if inplace and (a.requires_grad or b.requires_grad) and torch.is_grad_enabled():
         raise ValueError("affine_relu(inplace=True) needs x for the gradients of a and b; use inplace=False")
+    if torch.compiler.is_compiling():  # the compiler fuses the plain formula and derives its backward itself
+        return torch.relu(x * a + b)
     return _AffineReLU.apply(x, a, b, inplace)
 
 
@@ -140,6 +144,8 @@ def _block(block, x: torch.Tensor, cond: torch.Tensor, truncation: float) -> tor
     if block.drop_channels:
         skip = skip[:, : skip.shape[1] // 2]
     # x is conv_3's fresh output, read by nothing else: add the skip into it
+    if torch.compiler.is_compiling():
+        return x + (F.interpolate(skip, scale_factor=2, mode="nearest") if block.up_sample else skip)
     if block.up_sample:
         return _AddUpsampled.apply(x, skip)
     return x.add_(skip)

@@ -141,6 +141,12 @@ class DreamSettings:
     # --- where and how it runs ----------------------------------------------------------------------------------------
     device: str = knob("auto", "auto, cpu, cuda, cuda:N or mps.", resume=True, identity=False)
     precision: str = knob("auto", "auto, fp32, bf16 or fp16.")
+    compile: bool = knob(
+        False,
+        "Run the dream step through torch.compile (with CUDA graphs on a GPU): the first step compiles; same picture.",
+        resume=True,
+        identity=False,
+    )
     cutout_batch: int = knob(
         32, "Cutouts CLIP encodes at once (caps memory; same picture).", resume=True, identity=False
     )
@@ -372,6 +378,9 @@ class BenchSettings:
     augment: str = like("augment")
     cutout_batch: int = like("cutout_batch", help="Cutouts CLIP encodes at once.")
     breakdown: bool = knob(False, "Also time BigGAN, cutouts and CLIP on their own and count their GFLOP.")
+    compile: bool = like(
+        "compile", help="Also time the step through torch.compile: compile time, steady step beside eager."
+    )
 
     def __post_init__(self) -> None:
         _check_as_dream(self)

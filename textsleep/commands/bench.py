@@ -32,7 +32,13 @@ def bench(*, settings: BenchSettings, report: Report) -> None:
     if report.as_json:
         typer.echo(json.dumps(result.to_dict()))
         return
-    typer.echo(f"textsleep step: {result.median_s:.3f} s/step (median of {steps}), {result.it_per_s:.2f} it/s")
+    mode = " compiled" if settings.compile else ""
+    typer.echo(f"textsleep step: {result.median_s:.3f} s/step{mode} (median of {steps}), {result.it_per_s:.2f} it/s")
+    if settings.compile:
+        typer.echo(
+            f"  eager: {result.eager_median_s:.3f} s/step in the same run (compiled/eager "
+            f"{result.median_s / result.eager_median_s:.2f}); compile: {result.compile_s:.1f} s (the first step)"
+        )
     typer.echo(f"  size {size}, cutouts {cutouts}, batch {batch}, device {result.device}, precision {result.precision}")
     typer.echo(
         f"  {result.memory_kind}: {result.peak_memory_gb:.2f} GB; torch {result.torch}; min {result.min_s:.3f} s, "

@@ -6,6 +6,7 @@ import dataclasses
 
 import typer
 
+from ..dream import Step
 from ..hooks import Hook
 from ..invert import invert_photo
 from ..options import with_settings
@@ -46,7 +47,8 @@ class _PixelBar(Hook):
         self.bar, self.weight = bar, max(pixel_weight, 1e-12)
 
     def __call__(self, run, step) -> None:
-        self.bar(run, dataclasses.replace(step, losses={**step.losses, "extra": step.losses["extra"] / self.weight}))
+        losses = {**step.losses, "extra": step.losses["extra"] / self.weight}
+        self.bar(run, Step(step.index, step.loss, step.score, losses, step.scores))
 
     def close(self, run, status) -> None:
         self.bar.close(run, status)
