@@ -99,6 +99,12 @@ def test_device_info_on_the_cpu():
     assert auto_precision(torch.device("cpu"))[0] == resolve_dtype("auto", torch.device("cpu"))
 
 
+def test_run_json_names_the_device_the_run_computed_on(tiny_options):
+    run = Imagine("a lighthouse", **{**tiny_options, "iterations": 2})()
+    record = json.loads((run / "run.json").read_text())
+    assert record["device"] == "cpu" and record["device_name"] == device_info("cpu")["name"]
+
+
 @pytest.mark.parametrize("card", ["T4", "H100"])
 def test_doctor_names_the_card_its_capability_memory_and_auto_precision(monkeypatch, card):
     _fake_card(monkeypatch, card)

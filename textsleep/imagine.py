@@ -25,7 +25,7 @@ from .dream import Dream, Judge, Step, encode_prompts
 from .errors import UserError, one_line
 from .hooks import Hook, Status, as_hooks
 from .media import to_pil
-from .models import ModelCache, resolve_device, resolve_dtype
+from .models import ModelCache, device_info, resolve_device, resolve_dtype
 from .prompts import parse_story, story_parts
 from .runs import RunFolder, RunRecord
 from .settings import DreamSettings, canonical_options
@@ -108,6 +108,7 @@ class Imagine:
         clips = [(spec, self.models.clip(spec.name, spec.pretrained, device, dtype)) for spec in s.clips()]
         biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
         self.record.device, self.record.dtype = str(device), str(dtype).removeprefix("torch.")
+        self.record.device_name = device_info(device)["name"]
         # 3. prompts: every part of a story, for every CLIP model
         self._targets = [[encode_prompts(clip, part) for _, clip in clips] for part in self.story]
         judges = [Judge(clip, *self._targets[0][i], spec.weight) for i, (spec, clip) in enumerate(clips)]

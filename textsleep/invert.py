@@ -21,7 +21,7 @@ from .hooks import Hook, Status, as_hooks
 from .imagenet import class_names
 from .imagine import DreamFailed
 from .media import centre_square, to_pil
-from .models import ModelCache, resolve_device, resolve_dtype
+from .models import ModelCache, device_info, resolve_device, resolve_dtype
 from .runs import RunFolder, RunRecord
 from .settings import DreamSettings
 from .starts import best_starts, rank_classes
@@ -149,6 +149,7 @@ def invert_photo(
         biggan = models.biggan(s.biggan_name, device, dtype)
         clip = models.clip(spec.name, spec.pretrained, device, dtype)
         run.device, run.dtype = str(device), str(dtype).removeprefix("torch.")
+        run.device_name = device_info(device)["name"]
         if goal.shape[-1] != biggan.config.output_dim:  # --biggan named a model of another size
             goal = load_photo(photo, biggan.config.output_dim)
         # 3-4. the target and the start

@@ -87,6 +87,7 @@ class RunRecord:
     seconds: float = 0.0  # time spent in steps, over every attempt
     stopped_early: dict | None = None  # {"step", "patience", "margin"} when patience ended the run
     device: str = ""
+    device_name: str = ""  # the card's (or the processor's) name
     dtype: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # a kind's own entries (an inversion's "invert" recipe)
     prompts: list[dict] = field(default_factory=list)  # (the first part's, checked; from the settings when not given)
@@ -181,6 +182,7 @@ class RunRecord:
             "settings": s.to_dict(),
             "models": {"biggan": s.biggan_name, "clip": [dataclasses.asdict(c) for c in s.clips()]},
             "device": self.device,
+            "device_name": self.device_name,
             "dtype": self.dtype,
             "versions": _versions(),
             "steps_done": self.steps_done,
