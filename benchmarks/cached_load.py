@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a BigGAN-deep-512 folder to serve (default: write a random one)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from textsleep.models import device_info
+    from textsleep.devices import device_info
     from textsleep.testing import write_biggan
 
     trees = {"this": REPO, **{f"other {i + 1}": tree.resolve() for i, tree in enumerate(args.against)}}

@@ -54,9 +54,9 @@ sys.path.insert(0, str(HERE))  # (the peer, beside this file)
 
 import peer_bigsleep  # noqa: E402
 
+from textsleep.devices import resolve_device, resolve_dtype  # noqa: E402
 from textsleep.dream import Dream, Judge  # noqa: E402
 from textsleep.errors import UserError  # noqa: E402
-from textsleep.models import resolve_device, resolve_dtype  # noqa: E402
 from textsleep.speed import Levers  # noqa: E402
 from textsleep.testing import random_biggan, random_clip  # noqa: E402
 

@@ -77,8 +77,8 @@ def test_clip_rewrites_and_sdpa_match_the_stock_model_on_the_cpu():
 
 
 def test_full_size_512_dream_at_auto_precision_stays_finite():
+    from textsleep.devices import resolve_dtype
     from textsleep.dream import Dream, Judge
-    from textsleep.models import resolve_dtype
     from textsleep.testing import random_clip
 
     dev = torch.device(_device())

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from textsleep import Imagine
 from textsleep.cli import app
-from textsleep.models import auto_precision, device_info, resolve_dtype
+from textsleep.devices import auto_precision, device_info, resolve_dtype
 
 # name, compute capability, memory as torch reports it (bytes)
 CARDS = {

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .devices import resolve_device, resolve_dtype
 from .dream import Dream, Judge
-from .models import resolve_device, resolve_dtype
 from .render import render
 from .settings import BenchSettings
 from .speed import Levers

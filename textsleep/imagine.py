@@ -20,12 +20,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from .devices import device_info, resolve_device, resolve_dtype
 from .display import notebook_hook
 from .dream import Dream, Judge, Step, encode_prompts
 from .errors import UserError, one_line
 from .hooks import Hook, Status, as_hooks
 from .media import to_pil
-from .models import ModelCache, device_info, resolve_device, resolve_dtype
+from .models import ModelCache
 from .prompts import parse_story, story_parts
 from .runs import RunFolder, RunRecord
 from .settings import DreamSettings, canonical_options

@@ -15,13 +15,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from .devices import device_info, resolve_device, resolve_dtype
 from .dream import Dream, Judge
 from .errors import UserError
 from .hooks import Hook, Status, as_hooks
 from .imagenet import class_names
 from .imagine import DreamFailed
 from .media import centre_square, to_pil
-from .models import ModelCache, device_info, resolve_device, resolve_dtype
+from .models import ModelCache
 from .runs import RunFolder, RunRecord
 from .settings import DreamSettings
 from .starts import best_starts, rank_classes

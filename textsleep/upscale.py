@@ -20,9 +20,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from . import weights
+from .devices import resolve_device
 from .errors import UserError
 from .media import to_pil
-from .models import resolve_device
 from .outputs import read_png_text, save_png
 from .runs import RUN_FILES
 

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from .. import outputs
+from ..devices import resolve_device
 from ..errors import UserError
-from ..models import resolve_device
 from ..options import parse_options
 from ..prompts import parse_prompts
 from ..settings import (

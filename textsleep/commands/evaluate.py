@@ -13,9 +13,10 @@ import typer
 from .. import evaluate as ev
 from .. import hps
 from ..batch import parse_seeds
+from ..devices import resolve_device, resolve_dtype
 from ..errors import UserError
 from ..judges import JUDGES
-from ..models import ModelCache, resolve_device, resolve_dtype
+from ..models import ModelCache
 from ..options import parse_options, with_settings
 from ..settings import DreamSettings, knob
 from .common import ProgressBar, cli_errors

@@ -11,8 +11,9 @@ import typer
 from huggingface_hub import constants
 
 from .. import judges, weights
+from ..devices import auto_precision, device_info, resolve_device
 from ..errors import UserError
-from ..models import auto_precision, clip_cached, device_info, load_clip, resolve_device
+from ..models import clip_cached, load_clip
 from ..options import with_settings
 from ..settings import knob
 from ..version import __version__

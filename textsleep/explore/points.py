@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..devices import resolve_device, resolve_dtype
 from ..errors import UserError
 from ..imagenet import NUM_CLASSES
 from ..latents import Latents, truncated_normal
-from ..models import load_biggan, resolve_device, resolve_dtype
+from ..models import load_biggan
 from ..render import num_latents, render
 from ..settings import SIZES, DreamSettings
 
