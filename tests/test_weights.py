@@ -119,9 +119,13 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def server(tiny_biggan, cache, monkeypatch):
+    """A mirror on 127.0.0.1 serving the tiny files under the released names (the 256 files' pinned SHA-256 is set
+    aside for it: these tests are about transfers; test_downloads refuses a mirror whose 256 files are not the
+    released ones)."""
     files = {f"{name}-{f}": data for name in ("biggan-deep-128", "biggan-deep-256") for f, data in tiny_biggan.items()}
     files.update({f"plain/{f}": data for f, data in tiny_biggan.items()})
     s = _Server(files)
+    monkeypatch.setattr(weights, "PINNED", {})
     monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", s.url)
     yield s
     s.stop()
@@ -226,10 +230,10 @@ def test_cut_off_transfer_is_kept_and_resumed_with_range(server, tiny_biggan, tm
     url, dest = f"{server.url}/plain/pytorch_model.bin", tmp_path / "w.bin"
     server.cuts = [len(data) // 2]
     with pytest.raises(UserError, match=r"stopped after \d+ of \d+ bytes.*w\.bin\.part is kept"):
-        weights.download(url, dest, progress=False, retries=0)
+        weights.download(url, dest, progress=False, plain_http=True, retries=0)
     assert (tmp_path / "w.bin.part").stat().st_size == len(data) // 2
     assert not dest.exists() and not Path(f"{dest}.stamp").exists()  # never left looking complete
-    weights.download(url, dest, progress=False, retries=0)
+    weights.download(url, dest, progress=False, plain_http=True, retries=0)
     assert server.gets("plain/pytorch_model.bin") == [None, f"bytes={len(data) // 2}-"]
     assert _sha(dest.read_bytes()) == _sha(data) == _sha_record(dest)
     assert not (tmp_path / "w.bin.part").exists()
@@ -237,7 +241,9 @@ def test_cut_off_transfer_is_kept_and_resumed_with_range(server, tiny_biggan, tm
 
 def test_a_cut_is_healed_by_the_retries_of_one_call(server, tiny_biggan, tmp_path):
     server.cuts = [1000]
-    dest = weights.download(f"{server.url}/plain/pytorch_model.bin", tmp_path / "w.bin", progress=False)
+    dest = weights.download(
+        f"{server.url}/plain/pytorch_model.bin", tmp_path / "w.bin", progress=False, plain_http=True
+    )
     assert dest.read_bytes() == tiny_biggan["pytorch_model.bin"]
     assert server.gets("plain/pytorch_model.bin") == [None, "bytes=1000-"]
 
@@ -246,9 +252,9 @@ def test_a_server_that_ignores_range_restarts_the_file(server, tiny_biggan, tmp_
     url, dest = f"{server.url}/plain/pytorch_model.bin", tmp_path / "w.bin"
     server.cuts = [12345]
     with pytest.raises(UserError):
-        weights.download(url, dest, progress=False, retries=0)
+        weights.download(url, dest, progress=False, plain_http=True, retries=0)
     server.ignore_range = True
-    weights.download(url, dest, progress=False, retries=0)
+    weights.download(url, dest, progress=False, plain_http=True, retries=0)
     assert server.gets("plain/pytorch_model.bin")[-1] == "bytes=12345-"
     assert dest.read_bytes() == tiny_biggan["pytorch_model.bin"]
     assert _sha_record(dest) == _sha(tiny_biggan["pytorch_model.bin"])
@@ -257,18 +263,20 @@ def test_a_server_that_ignores_range_restarts_the_file(server, tiny_biggan, tmp_
 def test_an_unresumable_part_is_fetched_again(server, tiny_biggan, tmp_path):
     data = tiny_biggan["config.json"]
     (tmp_path / "c.json.part").write_bytes(data + b"junk")  # longer than the file: the server answers 416
-    dest = weights.download(f"{server.url}/plain/config.json", tmp_path / "c.json", progress=False)
+    dest = weights.download(f"{server.url}/plain/config.json", tmp_path / "c.json", progress=False, plain_http=True)
     assert dest.read_bytes() == data
     assert server.gets("plain/config.json") == [f"bytes={len(data) + 4}-", None]
 
 
 def test_http_404_is_not_retried_and_500_is(server, tmp_path):
     with pytest.raises(UserError, match=r"/plain/missing\.bin failed: HTTP 404"):
-        weights.download(f"{server.url}/plain/missing.bin", tmp_path / "m.bin", progress=False)
+        weights.download(f"{server.url}/plain/missing.bin", tmp_path / "m.bin", progress=False, plain_http=True)
     assert len(server.gets("plain/missing.bin")) == 1
     server.status["plain/pytorch_model.bin"] = 500
     with pytest.raises(UserError, match=rf"{re.escape(server.url)}/plain/pytorch_model\.bin.*HTTP 500"):
-        weights.download(f"{server.url}/plain/pytorch_model.bin", tmp_path / "m.bin", progress=False, retries=1)
+        weights.download(
+            f"{server.url}/plain/pytorch_model.bin", tmp_path / "m.bin", progress=False, plain_http=True, retries=1
+        )
     assert len(server.gets("plain/pytorch_model.bin")) == 2
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []  # no part, no file, no record
 
@@ -412,7 +420,7 @@ def test_two_processes_downloading_at_once_make_one_good_file(server, tiny_bigga
         "import pathlib, time\n"
         "print('ready', flush=True)\n"
         "while not pathlib.Path(sys.argv[3]).exists(): time.sleep(0.005)\n"
-        "print(weights.download(sys.argv[1], pathlib.Path(sys.argv[2]), progress=False))\n"
+        "print(weights.download(sys.argv[1], pathlib.Path(sys.argv[2]), progress=False, plain_http=True))\n"
     )
     procs = [
         subprocess.Popen(
@@ -436,9 +444,9 @@ def test_two_processes_downloading_at_once_make_one_good_file(server, tiny_bigga
 
 def test_progress_bar_goes_to_stderr_only_when_asked(server, tmp_path, capfd):
     url = f"{server.url}/plain/pytorch_model.bin"
-    weights.download(url, tmp_path / "quiet.bin", progress=False)
+    weights.download(url, tmp_path / "quiet.bin", progress=False, plain_http=True)
     assert capfd.readouterr() == ("", "")
-    weights.download(url, tmp_path / "loud.bin", progress=True)
+    weights.download(url, tmp_path / "loud.bin", progress=True, plain_http=True)
     out, err = capfd.readouterr()
     assert out == ""
     assert "loud.bin" in err and "100%" in err and "3.38M/3.38M" in err and "B/s" in err
@@ -493,7 +501,7 @@ def test_a_silent_server_times_out(tmp_path):
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/x.bin"
         start = time.monotonic()
         with pytest.raises(UserError, match=r"x\.bin \(timed out; 2 tries\)"):
-            weights.download(url, tmp_path / "x.bin", progress=False, timeout=0.3, retries=1)
+            weights.download(url, tmp_path / "x.bin", progress=False, plain_http=True, timeout=0.3, retries=1)
         assert time.monotonic() - start < 3
 
 
@@ -505,11 +513,11 @@ def test_disk_full_while_writing(server, tiny_biggan, tmp_path):
     with pytest.raises(
         UserError, match=r"writing .*w\.bin\.part failed \(No space left on device\).*TEXTSLEEP_CACHE.*resumes"
     ):
-        weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False)
+        weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False, plain_http=True)
     assert not dest.exists() and not Path(f"{dest}.stamp").exists()
     assert len(server.gets("plain/pytorch_model.bin")) == 1  # a write error is not a network error: no retry
     (tmp_path / "w.bin.part").unlink()
-    weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False)
+    weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False, plain_http=True)
     assert dest.read_bytes() == tiny_biggan["pytorch_model.bin"]
 
 
