@@ -71,7 +71,8 @@ LIMITS: dict[str, int] = {
     "pixel_size": 512,  # an inversion's comparison side
     "candidates": 1000,  # an inversion's one-class starts (one per ImageNet class at most)
     "steps": 100_000,  # timed benchmark steps
-    "frames": 10_000,  # the explorer's frames, pictures per row and pictures rendered at once
+    "frames": 1_000_000,  # the explorer's frames (streamed, never held at once) and pictures per row
+    "batch": 1024,  # pictures the explorer renders at once
 }
 # The web page's own, stricter limits on what a visitor asks for (a shared page must not let one visitor take the
 # machine for a week); the defaults given to ``textsleep ui`` raise them where they are larger.

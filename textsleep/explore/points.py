@@ -142,7 +142,7 @@ def check_chunk(chunk: int) -> None:
     """Pictures rendered at once (``--batch``): at least one."""
     if chunk < 1:
         raise UserError(f"--batch {chunk}: must be a whole number >= 1")
-    check_limit(chunk, "frames", "--batch")
+    check_limit(chunk, "batch", "--batch")
 
 
 @torch.inference_mode()
