@@ -119,9 +119,13 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def server(tiny_biggan, cache, monkeypatch):
+    """A mirror on 127.0.0.1 serving the tiny files under the released names (the 256 files' pinned SHA-256 is set
+    aside for it: these tests are about transfers; test_a_mirror_serving_other_files_as_the_released_256_is_refused
+    pins them)."""
     files = {f"{name}-{f}": data for name in ("biggan-deep-128", "biggan-deep-256") for f, data in tiny_biggan.items()}
     files.update({f"plain/{f}": data for f, data in tiny_biggan.items()})
     s = _Server(files)
+    monkeypatch.setattr(weights, "PINNED", {})
     monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", s.url)
     yield s
     s.stop()
@@ -226,10 +230,10 @@ def test_cut_off_transfer_is_kept_and_resumed_with_range(server, tiny_biggan, tm
     url, dest = f"{server.url}/plain/pytorch_model.bin", tmp_path / "w.bin"
     server.cuts = [len(data) // 2]
     with pytest.raises(UserError, match=r"stopped after \d+ of \d+ bytes.*w\.bin\.part is kept"):
-        weights.download(url, dest, progress=False, retries=0)
+        weights.download(url, dest, progress=False, plain_http=True, retries=0)
     assert (tmp_path / "w.bin.part").stat().st_size == len(data) // 2
     assert not dest.exists() and not Path(f"{dest}.stamp").exists()  # never left looking complete
-    weights.download(url, dest, progress=False, retries=0)
+    weights.download(url, dest, progress=False, plain_http=True, retries=0)
     assert server.gets("plain/pytorch_model.bin") == [None, f"bytes={len(data) // 2}-"]
     assert _sha(dest.read_bytes()) == _sha(data) == _sha_record(dest)
     assert not (tmp_path / "w.bin.part").exists()
@@ -237,7 +241,9 @@ def test_cut_off_transfer_is_kept_and_resumed_with_range(server, tiny_biggan, tm
 
 def test_a_cut_is_healed_by_the_retries_of_one_call(server, tiny_biggan, tmp_path):
     server.cuts = [1000]
-    dest = weights.download(f"{server.url}/plain/pytorch_model.bin", tmp_path / "w.bin", progress=False)
+    dest = weights.download(
+        f"{server.url}/plain/pytorch_model.bin", tmp_path / "w.bin", progress=False, plain_http=True
+    )
     assert dest.read_bytes() == tiny_biggan["pytorch_model.bin"]
     assert server.gets("plain/pytorch_model.bin") == [None, "bytes=1000-"]
 
@@ -246,9 +252,9 @@ def test_a_server_that_ignores_range_restarts_the_file(server, tiny_biggan, tmp_
     url, dest = f"{server.url}/plain/pytorch_model.bin", tmp_path / "w.bin"
     server.cuts = [12345]
     with pytest.raises(UserError):
-        weights.download(url, dest, progress=False, retries=0)
+        weights.download(url, dest, progress=False, plain_http=True, retries=0)
     server.ignore_range = True
-    weights.download(url, dest, progress=False, retries=0)
+    weights.download(url, dest, progress=False, plain_http=True, retries=0)
     assert server.gets("plain/pytorch_model.bin")[-1] == "bytes=12345-"
     assert dest.read_bytes() == tiny_biggan["pytorch_model.bin"]
     assert _sha_record(dest) == _sha(tiny_biggan["pytorch_model.bin"])
@@ -257,18 +263,20 @@ def test_a_server_that_ignores_range_restarts_the_file(server, tiny_biggan, tmp_
 def test_an_unresumable_part_is_fetched_again(server, tiny_biggan, tmp_path):
     data = tiny_biggan["config.json"]
     (tmp_path / "c.json.part").write_bytes(data + b"junk")  # longer than the file: the server answers 416
-    dest = weights.download(f"{server.url}/plain/config.json", tmp_path / "c.json", progress=False)
+    dest = weights.download(f"{server.url}/plain/config.json", tmp_path / "c.json", progress=False, plain_http=True)
     assert dest.read_bytes() == data
     assert server.gets("plain/config.json") == [f"bytes={len(data) + 4}-", None]
 
 
 def test_http_404_is_not_retried_and_500_is(server, tmp_path):
     with pytest.raises(UserError, match=r"/plain/missing\.bin failed: HTTP 404"):
-        weights.download(f"{server.url}/plain/missing.bin", tmp_path / "m.bin", progress=False)
+        weights.download(f"{server.url}/plain/missing.bin", tmp_path / "m.bin", progress=False, plain_http=True)
     assert len(server.gets("plain/missing.bin")) == 1
     server.status["plain/pytorch_model.bin"] = 500
     with pytest.raises(UserError, match=rf"{re.escape(server.url)}/plain/pytorch_model\.bin.*HTTP 500"):
-        weights.download(f"{server.url}/plain/pytorch_model.bin", tmp_path / "m.bin", progress=False, retries=1)
+        weights.download(
+            f"{server.url}/plain/pytorch_model.bin", tmp_path / "m.bin", progress=False, plain_http=True, retries=1
+        )
     assert len(server.gets("plain/pytorch_model.bin")) == 2
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []  # no part, no file, no record
 
@@ -412,7 +420,7 @@ def test_two_processes_downloading_at_once_make_one_good_file(server, tiny_bigga
         "import pathlib, time\n"
         "print('ready', flush=True)\n"
         "while not pathlib.Path(sys.argv[3]).exists(): time.sleep(0.005)\n"
-        "print(weights.download(sys.argv[1], pathlib.Path(sys.argv[2]), progress=False))\n"
+        "print(weights.download(sys.argv[1], pathlib.Path(sys.argv[2]), progress=False, plain_http=True))\n"
     )
     procs = [
         subprocess.Popen(
@@ -436,9 +444,9 @@ def test_two_processes_downloading_at_once_make_one_good_file(server, tiny_bigga
 
 def test_progress_bar_goes_to_stderr_only_when_asked(server, tmp_path, capfd):
     url = f"{server.url}/plain/pytorch_model.bin"
-    weights.download(url, tmp_path / "quiet.bin", progress=False)
+    weights.download(url, tmp_path / "quiet.bin", progress=False, plain_http=True)
     assert capfd.readouterr() == ("", "")
-    weights.download(url, tmp_path / "loud.bin", progress=True)
+    weights.download(url, tmp_path / "loud.bin", progress=True, plain_http=True)
     out, err = capfd.readouterr()
     assert out == ""
     assert "loud.bin" in err and "100%" in err and "3.38M/3.38M" in err and "B/s" in err
@@ -493,7 +501,7 @@ def test_a_silent_server_times_out(tmp_path):
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/x.bin"
         start = time.monotonic()
         with pytest.raises(UserError, match=r"x\.bin \(timed out; 2 tries\)"):
-            weights.download(url, tmp_path / "x.bin", progress=False, timeout=0.3, retries=1)
+            weights.download(url, tmp_path / "x.bin", progress=False, plain_http=True, timeout=0.3, retries=1)
         assert time.monotonic() - start < 3
 
 
@@ -505,11 +513,11 @@ def test_disk_full_while_writing(server, tiny_biggan, tmp_path):
     with pytest.raises(
         UserError, match=r"writing .*w\.bin\.part failed \(No space left on device\).*TEXTSLEEP_CACHE.*resumes"
     ):
-        weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False)
+        weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False, plain_http=True)
     assert not dest.exists() and not Path(f"{dest}.stamp").exists()
     assert len(server.gets("plain/pytorch_model.bin")) == 1  # a write error is not a network error: no retry
     (tmp_path / "w.bin.part").unlink()
-    weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False)
+    weights.download(f"{server.url}/plain/pytorch_model.bin", dest, progress=False, plain_http=True)
     assert dest.read_bytes() == tiny_biggan["pytorch_model.bin"]
 
 
@@ -589,3 +597,116 @@ def test_import_has_no_side_effects(tmp_path):
     )
     assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------- what is kept
+class _NoLength(http.server.BaseHTTPRequestHandler):
+    """Answers with no Content-Length and closes the connection after ``body`` (HTTP/1.0): a cut looks like an end."""
+
+    files: dict[str, bytes] = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        body = self.files.get(self.path.lstrip("/"))
+        if body is None:
+            return self.send_error(404)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def no_length_server(cache, monkeypatch):
+    handler = type("Handler", (_NoLength,), {"files": {}})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", f"http://127.0.0.1:{httpd.server_address[1]}")
+    yield handler.files
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_body_cut_short_with_no_length_is_not_kept(no_length_server, tiny_biggan, cache):
+    name = "biggan-deep-128"
+    no_length_server.update({f"{name}-{f}": data for f, data in tiny_biggan.items()})
+    no_length_server[f"{name}-pytorch_model.bin"] = tiny_biggan["pytorch_model.bin"][:-5000]  # the server hung up
+    with pytest.raises(UserError, match=r"no length was sent and the \d+ bytes received are not a whole file"):
+        weights.biggan_dir(name, progress=False)
+    folder = cache / "biggan" / name
+    assert not (folder / "pytorch_model.bin").exists() and not (folder / "pytorch_model.bin.stamp").exists()
+    no_length_server[f"{name}-pytorch_model.bin"] = tiny_biggan["pytorch_model.bin"]  # whole: it loads, it is kept
+    assert (weights.biggan_dir(name, progress=False) / "pytorch_model.bin").read_bytes() == tiny_biggan[
+        "pytorch_model.bin"
+    ]
+
+
+def test_a_huge_config_is_refused(server, tiny_biggan, cache):
+    server.files["biggan-deep-128-config.json"] = b" " * (40 << 20)
+    with pytest.raises(UserError, match=r"41943040 bytes, more than the 65536 a config\.json may have"):
+        weights.biggan_dir("biggan-deep-128", progress=False)
+    assert [p.name for p in (cache / "biggan" / "biggan-deep-128").glob("config.json*")] == ["config.json.lock"]
+
+
+@pytest.mark.parametrize("mirror", ["file:///etc/passwd#", "ftp://127.0.0.1/mirror"])
+def test_other_schemes_are_refused(mirror, cache, monkeypatch, one_line_error):
+    from typer.testing import CliRunner
+
+    from textsleep.cli import app
+
+    monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", mirror)
+    with pytest.raises(UserError, match=r"is not fetched, only https://"):
+        weights.biggan_dir("biggan-deep-128", progress=False)
+    result = CliRunner().invoke(app, ["download", "--size", "128", "--no-clip"])
+    assert result.exit_code == 2
+    one_line_error(result, "is not fetched, only https://")
+    assert not [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+
+
+def test_plain_http_only_from_a_source_the_user_gave(server, tmp_path):
+    url = f"{server.url}/plain/config.json"
+    with pytest.raises(UserError, match="plain http is fetched only from a mirror you configured"):
+        fetch.download(url, tmp_path / "c.json", progress=False)
+    assert server.gets("plain/config.json") == []
+    assert fetch.download(url, tmp_path / "c.json", progress=False, plain_http=True).is_file()
+
+
+def test_a_mirror_may_be_a_folder_path(tiny_biggan, cache, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for f, data in tiny_biggan.items():
+        (mirror / f"biggan-deep-128-{f}").write_bytes(data)
+    monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", str(mirror))
+    folder = weights.biggan_dir("biggan-deep-128", progress=False)
+    for f, data in tiny_biggan.items():
+        assert (folder / f).read_bytes() == data and _sha_record(folder / f) == _sha(data)
+    (mirror / "RealESRGAN_x4plus.pth").write_bytes(b"not the release")
+    monkeypatch.setenv("TEXTSLEEP_UPSCALER_URL", str(mirror))
+    with pytest.raises(UserError, match=r"RealESRGAN_x4plus\.pth is not the published file"):
+        weights.upscaler_file("RealESRGAN_x4plus", progress=False)  # read from the folder, and checked
+    assert not (cache / "upscale" / "RealESRGAN_x4plus.pth").exists()
+
+
+def test_a_mirror_serving_other_files_as_the_released_256_is_refused(tiny_biggan, cache, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for f, data in tiny_biggan.items():
+        (mirror / f"biggan-deep-256-{f}").write_bytes(data)
+    monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", str(mirror))
+    with pytest.raises(UserError, match=r"is not the published file \(\d+ bytes with SHA-256 [0-9a-f]{64}, not the"):
+        weights.biggan_dir("biggan-deep-256", progress=False)
+    assert weights.PINNED["biggan-deep-256"]["config.json"][0].startswith("edd106f6")
+    assert not [p for p in (cache / "biggan" / "biggan-deep-256").glob("*") if not p.name.endswith(".lock")]
+
+
+def test_a_truncated_cached_file_is_moved_aside_with_what_to_do(tiny_biggan, cache):
+    from textsleep.models import load_biggan
+
+    folder = cache / "biggan" / "biggan-deep-128"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_bytes(tiny_biggan["config.json"])
+    (folder / "pytorch_model.bin").write_bytes(tiny_biggan["pytorch_model.bin"][:100_000])  # copied in, cut short
+    with pytest.raises(UserError, match=r"moved aside to pytorch_model\.bin\.damaged.*textsleep download --size 128"):
+        load_biggan("biggan-deep-128")
+    assert not (folder / "pytorch_model.bin").exists() and (folder / "pytorch_model.bin.damaged").is_file()

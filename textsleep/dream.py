@@ -26,7 +26,7 @@ from .render import num_latents, render
 from .settings import DreamSettings
 from .speed import Levers, compiled
 
-__all__ = ["Dream", "Step", "Judge"]
+__all__ = ["Dream", "Step", "Judge", "prompt_scale"]
 
 
 class Step:
@@ -117,9 +117,16 @@ def encode_prompts(clip: Clip, prompts: list[Prompt]) -> tuple[torch.Tensor, tor
     return torch.stack(embeds).float(), weights
 
 
+def prompt_scale(judge: Judge) -> torch.Tensor:
+    """The sum of a judge's prompt weights' sizes: a score divided by it is the weighted mean over prompts, so that
+    ``"a|a|a"`` scores as ``"a"`` does (the loss keeps the plain weighted sum: its gradient is unchanged)."""
+    return judge.prompt_weights.abs().sum().clamp_min(1e-12)
+
+
 @torch.inference_mode()
 def score_images(judges: list[Judge], images: torch.Tensor) -> torch.Tensor:
-    """Weighted CLIP similarity of whole pictures (one resized view each), averaged over judges: (B,)."""
+    """Weighted CLIP similarity of whole pictures (one resized view each), the weighted mean over prompts, averaged
+    over judges: (B,)."""
     total = sum(j.weight for j in judges)
     score = torch.zeros(images.shape[0])
     for j in judges:
@@ -133,6 +140,7 @@ def score_images(judges: list[Judge], images: torch.Tensor) -> torch.Tensor:
             * losses.clip_similarity(embeds, j.prompt_embeds.to(j.clip.device), j.prompt_weights.to(j.clip.device))
             .float()
             .cpu()
+            / prompt_scale(j).float().cpu()
         )
     return score
 
@@ -258,7 +266,9 @@ class Dream:
         Cutouts go through CLIP ``cutout_batch`` at a time.  With ``backward_scale``
         each batch's share of ``backward_scale × similarity`` is backpropagated to
         ``images`` at once, so only one batch's activations are held at a time;
-        the similarity is then returned detached.
+        the similarity is then returned detached.  What is backpropagated is the
+        weighted sum over prompts (the loss); what is returned, the score, is
+        their weighted mean (:func:`prompt_scale`).
         """
         total = sum(j.weight for j in self.judges)
         b, _, h, w = images.shape
@@ -291,7 +301,7 @@ class Dream:
                 if backward_scale is not None:
                     (part.sum() * backward_scale).backward()
                     part = part.detach()
-                sim = sim + part
+                sim = sim + part / prompt_scale(judge).to(part)
         return sim
 
     def step(self) -> Step:

@@ -1,10 +1,14 @@
 """Downloads that survive a bad network: resumed, retried, locked, hashed as they arrive, stamped when whole.
 
-:func:`download` streams a URL into ``<file>.part`` and publishes it as ``<file>`` only once it is whole, with its
-stamp beside it (``<file>.stamp``: the SHA-256 found while it arrived, its size and its modification time).  The
-stamp lets a later load see, without reading the file, that it is still the one downloaded (:mod:`textsleep.weights`
-decides what to fetch and checks stamps).  Every request goes through :func:`_open`, every body through
-:func:`_transfer`.
+:func:`download` streams a URL (or copies a file of a local mirror folder) into ``<file>.part`` and publishes it as
+``<file>`` only once it is whole — its length known and matched, or else the file loading as what it should be —
+with its stamp beside it (``<file>.stamp``: the SHA-256 found while it arrived, its size and its modification
+time).  The stamp lets a later load see, without reading the file, that it is still the one downloaded
+(:mod:`textsleep.weights` decides what to fetch and checks stamps).  Every request goes through :func:`_open`,
+every body through :func:`_transfer`.
+
+Only ``https://`` is fetched unless the caller says the source is one the user configured (``plain_http``, a mirror
+on a LAN); other schemes (``file://``, ``ftp://``) are refused, redirects included, and every file has a size cap.
 
 Nothing happens at import: no folders are created and nothing is printed.
 """
@@ -16,6 +20,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -31,7 +36,17 @@ from tqdm import tqdm
 
 from .errors import UserError
 
-__all__ = ["download", "SourceError", "publish", "sha256_of", "read_stamp", "write_stamp", "hub_problem"]
+__all__ = [
+    "download",
+    "SourceError",
+    "publish",
+    "sha256_of",
+    "read_stamp",
+    "write_stamp",
+    "hub_problem",
+    "is_local",
+    "check_scheme",
+]
 
 _CHUNK = 1 << 20
 _BACKOFF_S = 0.5
@@ -51,6 +66,36 @@ class _WrongFile(Exception):
     """The whole file arrived but its SHA-256 is not the expected one (it was discarded)."""
 
 
+def is_local(source: str) -> bool:
+    """A folder or file path rather than a URL (``C:\\mirror`` is a path too)."""
+    return len(urllib.parse.urlsplit(source).scheme) <= 1
+
+
+def check_scheme(url: str, *, plain_http: bool, then: str = "") -> None:
+    """Only https (and http where the user configured the source) is fetched; anything else is one line."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and plain_http):
+        return
+    if scheme == "http":
+        raise SourceError(f"{url}: plain http is fetched only from a mirror you configured; use https{then}")
+    local = " (for a local mirror give the folder's path itself, not a file:// URL)" if scheme == "file" else ""
+    raise SourceError(f"{url}: {scheme}:// is not fetched, only https://{local}{then}")
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to https (or to http when plain http is allowed): never file://, ftp:// or a
+    downgrade from https."""
+
+    def __init__(self, plain_http: bool) -> None:
+        self.plain_http = plain_http
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme != "https" and not (scheme == "http" and self.plain_http):
+            raise SourceError(f"{req.full_url} redirects to {newurl}, which is not fetched (only https://)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def download(
     url: str,
     dest: Path,
@@ -60,17 +105,26 @@ def download(
     retries: int = 2,
     sha256: str | None = None,
     how: str = "",
+    max_bytes: int = 4 << 30,
+    plain_http: bool = False,
+    loads=None,
 ) -> Path:
-    """Fetch ``url`` to ``dest``, hashing it as it arrives, and stamp it; return ``dest``.
+    """Fetch ``url`` (or copy a file of a local mirror, a path) to ``dest``, hashing it as it arrives, and stamp it;
+    return ``dest``.
 
     With ``sha256`` a file whose hash differs is discarded and is an error (not retried).  ``how`` tells the user
     how else to supply the file (errors end with it).  The body streams to ``dest.part``, published only once its
-    size matches the server's; an interrupted transfer resumes from the ``.part`` with a Range request.
-    ``timeout`` bounds connecting and each read; failures other than HTTP 4xx are retried ``retries`` times with a
-    short backoff.  A file lock makes a second process wait for the first and then find the file done.
+    size matches the server's; an interrupted transfer resumes from the ``.part`` with a Range request.  A server
+    that sends no length: the file is kept only when ``loads(path)`` (raising on a bad file) accepts it or its
+    ``sha256`` matches.  A file over ``max_bytes`` is refused.  Only https is fetched unless ``plain_http`` (a
+    source the user configured).  ``timeout`` bounds connecting and each read; failures other than HTTP 4xx are
+    retried ``retries`` times with a short backoff.  A file lock makes a second process wait for the first and then
+    find the file done.
     """
     dest = Path(dest)
     then = f"; {how}" if how else ""
+    if not is_local(url):
+        check_scheme(url, plain_http=plain_http, then=then)
     check_writable(dest.parent)
     try:
         lock = FileLock(f"{dest}.lock").acquire(timeout=_LOCK_WAIT_S)
@@ -82,10 +136,21 @@ def download(
     with lock:
         if dest.is_file():  # another process finished it while we waited
             return dest
+        if is_local(url):
+            return _copy(Path(url).expanduser(), dest, sha256=sha256, max_bytes=max_bytes, loads=loads, then=then)
         for attempt in range(retries + 1):
             time.sleep(_BACKOFF_S * attempt)
             try:
-                return _transfer(url, dest, progress=progress, timeout=timeout, sha256=sha256)
+                return _transfer(
+                    url,
+                    dest,
+                    progress=progress,
+                    timeout=timeout,
+                    sha256=sha256,
+                    max_bytes=max_bytes,
+                    plain_http=plain_http,
+                    loads=loads,
+                )
             except _WrongFile as err:
                 raise SourceError(f"download of {url} gave the wrong file ({err}); it was discarded{then}") from None
             except urllib.error.HTTPError as err:
@@ -101,33 +166,38 @@ def download(
         )
 
 
-def _open(url: str, have: int, timeout: float) -> http.client.HTTPResponse:
+def _open(url: str, have: int, timeout: float, plain_http: bool) -> http.client.HTTPResponse:
     """Ask for ``url`` from byte ``have`` on; network failures become :class:`_Transient`, HTTP errors stay."""
     headers = {"User-Agent": "textsleep", **({"Range": f"bytes={have}-"} if have else {})}
+    opener = urllib.request.build_opener(_Redirects(plain_http))
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError:
+        return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except (urllib.error.HTTPError, SourceError):
         raise
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
         raise _Transient(str(getattr(err, "reason", err))) from None
 
 
-def _transfer(url: str, dest: Path, *, progress: bool, timeout: float, sha256: str | None) -> Path:
+def _transfer(url: str, dest: Path, **how) -> Path:
     """One attempt: stream (or resume) into ``dest.part``, check its size and hash, then publish it as ``dest``."""
+    progress, timeout, sha256, max_bytes = how["progress"], how["timeout"], how["sha256"], how["max_bytes"]
     part = _part(dest)
     have = _size(part)
     try:
-        response = _open(url, have, timeout)
+        response = _open(url, have, timeout, how["plain_http"])
     except urllib.error.HTTPError as err:
         if err.code != 416 or not have:
             raise
         part.unlink()  # the .part cannot be resumed (stale, or already whole): start again
-        return _transfer(url, dest, progress=progress, timeout=timeout, sha256=sha256)
+        return _transfer(url, dest, **how)
     with response:
         start, total = _resume_point(response, have)
         if start not in (0, have):
             part.unlink()
             raise _Transient(f"the server answered the resume request with bytes from {start}, not {have}")
+        if total is not None and total > max_bytes:
+            part.unlink(missing_ok=True)
+            raise SourceError(f"{url} is {total} bytes, more than the {max_bytes} a {dest.name} may have")
         hasher = _hash_into(hashlib.sha256(), part) if start else hashlib.sha256()
         bar = tqdm(total=total, initial=start, desc=dest.name, file=sys.stderr, disable=not progress, **_BAR)
         try:
@@ -136,6 +206,10 @@ def _transfer(url: str, dest: Path, *, progress: bool, timeout: float, sha256: s
                     out.write(chunk)
                     hasher.update(chunk)
                     bar.update(len(chunk))
+                    if out.tell() > max_bytes:
+                        out.close()
+                        part.unlink()
+                        raise SourceError(f"{url} sent more than the {max_bytes} bytes a {dest.name} may have")
         except OSError as err:
             raise UserError(
                 f"writing {part} failed ({err.strerror or err}); free some space or set TEXTSLEEP_CACHE to another "
@@ -146,11 +220,42 @@ def _transfer(url: str, dest: Path, *, progress: bool, timeout: float, sha256: s
         if size > total:
             part.unlink()  # it cannot be the right file: never resume from it
         raise _Transient(f"the transfer stopped after {size} of {total} bytes")
-    got = hasher.hexdigest()
+    return _finish(part, dest, hasher.hexdigest(), sha256=sha256, whole=total is not None, loads=how["loads"])
+
+
+def _finish(part: Path, dest: Path, got: str, *, sha256: str | None, whole: bool, loads) -> Path:
+    """Publish ``part`` as ``dest`` once it is the file: its published SHA-256, and a length that was known and
+    matched or else the file loading as what it should be."""
+    size = part.stat().st_size
     if sha256 is not None and got != sha256:
         part.unlink()
         raise _WrongFile(f"{size} bytes with SHA-256 {got}, not the published {sha256}")
+    if not whole and sha256 is None:
+        try:
+            if loads is None:
+                raise ValueError("nothing can tell whether it is whole")
+            loads(part)
+        except Exception as err:  # noqa: BLE001 - whatever is wrong, it is not the whole file
+            part.unlink()
+            raise _Transient(f"no length was sent and the {size} bytes received are not a whole file ({err})") from None
     return publish(part, dest, got)
+
+
+def _copy(source: Path, dest: Path, *, sha256: str | None, max_bytes: int, loads, then: str) -> Path:
+    """A file of a local mirror folder, copied into the cache as a download is (size cap, hash, stamp)."""
+    if not source.is_file():
+        raise SourceError(f"{source}: no such file in the mirror folder{then}")
+    size = source.stat().st_size
+    if size > max_bytes:
+        raise SourceError(f"{source} is {size} bytes, more than the {max_bytes} a {dest.name} may have{then}")
+    part = _part(dest)
+    with open(source, "rb") as src, open(part, "wb") as out:
+        shutil.copyfileobj(src, out, _CHUNK)
+    try:
+        # (a copy has no length to trust: a file cut short in the mirror is as long as itself)
+        return _finish(part, dest, sha256_of(part), sha256=sha256, whole=False, loads=loads)
+    except _WrongFile as err:
+        raise SourceError(f"{source} is not the published file ({err}); it was not copied{then}") from None
 
 
 def _resume_point(response: http.client.HTTPResponse, have: int) -> tuple[int, int | None]:

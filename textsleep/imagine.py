@@ -28,6 +28,7 @@ from .hooks import Hook, Status, as_hooks
 from .media import to_pil
 from .models import ModelCache
 from .prompts import parse_story, story_parts
+from .render import num_latents
 from .runs import RunFolder, RunRecord
 from .settings import DreamSettings, canonical_options
 from .starts import choose_start
@@ -75,9 +76,9 @@ class Imagine:
         self._checkpoint: dict | None = None
         if resume is not None:
             self.folder: RunFolder | None = RunFolder.open(resume)
-            self.record = RunRecord.read(self.folder.path)
+            self.record = RunRecord.read(self.folder.path, given)
             self.record.settings = self.record.settings.resumed_with(given)
-            self._checkpoint = self.folder.load_checkpoint()
+            self._checkpoint = self.folder.load_checkpoint(self.record.settings)
         else:
             s = DreamSettings.from_dict(given)
             self.record = RunRecord(s if s.seed is not None else s.replace(seed=secrets.randbelow(2**31)))
@@ -116,7 +117,14 @@ class Imagine:
         dream = Dream.from_settings(biggan, judges, s)
         # 4. the start: where the checkpoint left off, or as the settings ask
         if self._checkpoint is not None:
-            dream.load_state_dict(self._checkpoint["dream"])
+            self.folder.check_fits(self._checkpoint, num_latents(biggan), s.biggan_name)
+            try:
+                dream.load_state_dict(self._checkpoint["dream"])
+            except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+                raise UserError(
+                    f"{self.folder.file('checkpoint')}: does not fit this run ({one_line(err, 200)}); the file is "
+                    "damaged or not this run's checkpoint"
+                ) from None
         else:
             self.record.starts = choose_start(dream, s)
         self.dream = dream

@@ -64,13 +64,15 @@ def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progre
     try:
         config = BigGANConfig.from_json_file(str(config_file))
         model = BigGAN(config)
-    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as err:
-        raise UserError(f"{config_file}: not a BigGAN config ({err})") from None
+    except (ValueError, TypeError, KeyError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        why = one_line(err, 200)
+        raise UserError(f"{config_file}: not a BigGAN config ({why}){weights.set_aside(config_file)}") from None
     try:
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors come in many types
         raise UserError(
             f"{weights_file}: cannot be read as a PyTorch checkpoint ({one_line(err, 300, named=False)})"
+            f"{weights.set_aside(weights_file)}"
         ) from None
     if not isinstance(state, dict):
         raise UserError(f"{weights_file}: holds a {type(state).__name__}, not a state dict")
@@ -170,7 +172,7 @@ def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") ->
         model = open_clip.create_model(
             name, pretrained=source, force_quick_gelu=quick_gelu, device=device, **block_options(name)
         )
-    except (RuntimeError, OSError, ValueError, KeyError) as err:
+    except Exception as err:  # (a file that is not weights fails in unpickling's many ways)
         raise UserError(
             f"could not load CLIP {name} weights {pretrained!r}: {one_line(err, 300, named=False)}"
         ) from None

@@ -13,7 +13,8 @@ A run folder holds:
 
 :meth:`RunFolder.save` writes a save's files in one call, each whole or not at
 all (:mod:`textsleep.outputs`).  A process dreaming into a folder holds its
-lock (:meth:`RunFolder.lock`); the operating system drops it however it ends.
+lock (:meth:`RunFolder.lock`, on ``.textsleep.lock``, a file that is never deleted); the operating system drops
+it however the process ends.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from .errors import UserError
 from .hooks import Status
 from .media import VideoWriter, contact_sheet, to_pil, to_tensor
 from .prompts import parse_story, story_parts
+from .run_checks import check_checkpoint, check_fits, check_latents, check_record
 from .settings import DreamSettings
 from .version import __version__
 
-__all__ = ["RunFolder", "RunRecord", "RUN_FILES", "read_record"]
+__all__ = ["RunFolder", "RunRecord", "RUN_FILES", "read_record", "read_run", "read_latents"]
 
 RUN_FILES = {
     "image": "image.png",
@@ -59,11 +61,40 @@ _LOCK = ".textsleep.lock"
 
 
 def read_record(folder: str | os.PathLike) -> dict:
-    """A run folder's ``run.json``; one line naming the folder when it is not a run folder."""
+    """A run folder's ``run.json`` (a mapping); one line naming the folder when it is not a run folder."""
     file = Path(folder) / RUN_FILES["record"]
     if not file.is_file():
         raise UserError(f"{str(folder)!r}: not a run folder (no {file.name})")
-    return outputs.read_json(file)
+    data = outputs.read_json(file)
+    if not isinstance(data, dict):
+        raise UserError(f"{file}: holds a {type(data).__name__}, not a run record; the file is damaged")
+    return data
+
+
+def read_run(folder: str | os.PathLike) -> dict:
+    """A run folder's ``run.json``, checked as a resumed run checks it (to list and show a run; a generator recorded
+    as a URL is not refused here, as nothing is fetched)."""
+    data = read_record(folder)
+    check_record(data, Path(folder) / RUN_FILES["record"], resuming=False)
+    return data
+
+
+def read_latents(folder: str | os.PathLike) -> dict:
+    """The averaged latents a run (a dream or an inversion) saved in ``latents.pt`` (a run folder, or the file),
+    checked: ``z`` (L, 128), ``logits`` (L, 1000) and how to render them (:meth:`RunRecord.latents`).
+    """
+    folder = Path(folder).expanduser()
+    file = folder / RUN_FILES["latents"] if folder.is_dir() else folder
+    if not file.is_file():
+        raise UserError(
+            f"{str(folder)!r}: not a run folder with saved latents (no {RUN_FILES['latents']}); finish or save a "
+            "dream there first"
+        )
+    try:
+        data = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # (unpickling errors come in many types)
+        raise UserError(f"{str(file)!r}: cannot be read ({err.__class__.__name__}); the file is damaged") from None
+    return check_latents(data, file)
 
 
 # ---------------------------------------------------------------------------------------------- the record
@@ -99,11 +130,15 @@ class RunRecord:
         self.prompts = self.prompts or [dataclasses.asdict(p) for p in parse_story(s.text, s.images, s.negatives)[0]]
 
     @classmethod
-    def read(cls, folder: str | os.PathLike) -> "RunRecord":
-        """An existing run's record, to go on with it (a resumed run starts a new stretch: no early stop, no error)."""
-        data = read_record(folder)
-        keep = ("kind", "status", "steps_done", "final_scores", "best_scores", "best_steps", "starts", "seconds")
-        return cls(DreamSettings.from_dict(data["settings"]), **{k: data[k] for k in keep if data.get(k) is not None})
+    def read(cls, folder: str | os.PathLike, given: dict[str, Any] | None = None) -> "RunRecord":
+        """An existing run's record, to go on with it (a resumed run starts a new stretch: no early stop, no error).
+
+        Everything in it is checked (one line naming ``run.json`` otherwise); a generator recorded as a URL is
+        refused unless ``given``, the options passed now, names ``biggan`` again.
+        """
+        file = Path(folder) / RUN_FILES["record"]
+        settings, kept = check_record(read_record(folder), file, given)
+        return cls(settings, **kept)
 
     # ------------------------------------------------------------------------------------------ the story
     def part(self, done: int) -> int:
@@ -286,8 +321,9 @@ class RunFolder:
         try:
             yield
         finally:
+            # the file stays: were it deleted, a process that opened it just before would hold the lock on the
+            # deleted file while a third one locks a new file of the same name
             lock.release()
-            (self.path / _LOCK).unlink(missing_ok=True)
 
     # ---------------------------------------------------------------------------------------------- the files
     def picture_dirs(self, seeds: list[int]) -> list[Path]:
@@ -315,8 +351,15 @@ class RunFolder:
             outputs.save_png(image, progress / f"{progress_step:06d}.png", meta)
         return path
 
-    def load_checkpoint(self) -> dict:
-        return outputs.load_checkpoint(self.file("checkpoint"))
+    def load_checkpoint(self, settings: DreamSettings | None = None) -> dict:
+        """``checkpoint.pt``, checked against the run's settings (pictures, latents, the BigGAN size it needs) when
+        they are given, as they must be to resume from it."""
+        file = self.file("checkpoint")
+        return check_checkpoint(outputs.load_checkpoint(file), file, settings)
+
+    def check_fits(self, checkpoint: dict, latents: int, biggan: str) -> None:
+        """The checkpoint fits the loaded BigGAN, which takes ``latents`` inputs."""
+        check_fits(checkpoint, latents, self.file("checkpoint"), biggan)
 
     def has_checkpoint(self) -> bool:
         return self.file("checkpoint").is_file() and self.file("record").is_file()

@@ -22,6 +22,9 @@ makes command-line options of any of them.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
@@ -44,6 +47,9 @@ __all__ = [
     "PRECISIONS",
     "KEEP",
     "UPSCALES",
+    "LIMITS",
+    "PAGE_LIMITS",
+    "check_limit",
 ]
 
 SIZES = (128, 256, 512)
@@ -52,6 +58,33 @@ AUGMENTS = ("none", "light", "strong")
 KEEP = ("all", "best")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UPSCALES = (2, 4)
+
+# The most any size-like setting may ask for, checked when the settings are made (before anything is allocated):
+# far above what a picture needs, far below what would take a machine's memory or a week of its time.
+LIMITS: dict[str, int] = {
+    "iterations": 1_000_000,  # steps (also --patience, --change-every, --save-every)
+    "cutouts": 4096,  # crops CLIP sees per step (and --cutout-batch)
+    "num_images": 64,  # pictures dreamt at once
+    "init_candidates": 10_000,  # random starts rendered to choose from (FuseDream screens 10,000)
+    "prompts": 64,  # prompts of one part (texts, negatives and image prompts together), and parts of a story
+    "prompt_chars": 10_000,  # characters of the text, and of each negative prompt or image prompt path
+    "pixel_size": 512,  # an inversion's comparison side
+    "candidates": 1000,  # an inversion's one-class starts (one per ImageNet class at most)
+    "steps": 100_000,  # timed benchmark steps
+    "frames": 1_000_000,  # the explorer's frames (streamed, never held at once) and pictures per row
+    "batch": 1024,  # pictures the explorer renders at once
+}
+# The web page's own, stricter limits on what a visitor asks for (a shared page must not let one visitor take the
+# machine for a week); the defaults given to ``textsleep ui`` raise them where they are larger.
+PAGE_LIMITS: dict[str, int] = {
+    "iterations": 5000,
+    "cutouts": 256,
+    "num_images": 4,
+    "init_candidates": 64,
+    "save_every": 5000,
+    "prompts": 16,
+    "prompt_chars": 1000,
+}
 
 
 def knob(
@@ -163,6 +196,7 @@ class DreamSettings:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)  # (before anything uses the values: a record read from a file may hold anything)
         self.images = _tuple(self.images)
         self.negatives = _tuple(self.negatives)
         self.clip_model = _tuple(self.clip_model)
@@ -208,6 +242,8 @@ class DreamSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DreamSettings":
+        if not isinstance(data, dict):
+            raise UserError(f"settings must be a mapping of names to values, not a {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -264,11 +300,86 @@ def _whole(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
+def check_limit(value: int, limit: str, flag: str, *, limits: dict[str, int] = LIMITS, where: str = "") -> None:
+    """A size-like value at most ``limits[limit]``: a one-line UserError naming the limit otherwise."""
+    most = limits[limit]
+    if isinstance(value, int) and value > most:
+        raise UserError(f"{flag} {value!r}: at most {most} allowed{where}")
+
+
+def _flag(name: str) -> str:
+    f = DreamSettings.__dataclass_fields__[name]
+    return f.metadata.get("flag") or "--" + name.replace("_", "-")
+
+
+def _kind_ok(value: Any, hint: Any) -> str:
+    """'' when ``value`` has the type ``hint`` allows (a settings field's annotation), else what it must be."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return ""
+        hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        items = [value] if isinstance(value, str) else value
+        ok = value is None or (isinstance(items, (list, tuple)) and all(isinstance(v, str) for v in items))
+        return "" if ok else "must be text (or a list of texts)"
+    if hint is bool:
+        return "" if isinstance(value, bool) else "must be true or false"
+    if hint is int:
+        return "" if isinstance(value, int) and not isinstance(value, bool) else "must be a whole number"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return "" if ok else "must be a number"
+    if hint is str:
+        return "" if isinstance(value, str) else "must be text"
+    return ""
+
+
+def check_types(settings: Any) -> None:
+    """Every field of a settings dataclass holds a value of its annotated type (numbers, text, true/false, lists of
+    texts), so that a value read from a file (``run.json``, a manifest) is refused with one line, not a traceback.
+    """
+    hints = typing.get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        why = _kind_ok(value, hints[f.name])
+        if why:
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            raise UserError(f"{'text' if f.name == 'text' else flag} {value!r}: {why}")
+
+
+def _check_sizes(s: DreamSettings) -> None:
+    """The upper bounds of LIMITS (checked before anything is allocated)."""
+    for name in ("iterations", "patience", "change_every", "save_every"):
+        check_limit(getattr(s, name), "iterations", _flag(name))
+    for name in ("cutouts", "cutout_batch"):
+        check_limit(getattr(s, name), "cutouts", _flag(name))
+    check_limit(s.num_images, "num_images", _flag("num_images"))
+    check_limit(s.init_candidates, "init_candidates", _flag("init_candidates"))
+    most = LIMITS["prompt_chars"]
+    for flag, texts in (("text", [s.text]), ("--negative", s.negatives), ("--image", s.images)):
+        for text in texts:
+            if len(text) > most:
+                raise UserError(f"{flag} {text[:40]!r}… is {len(text)} characters long: at most {most} allowed")
+    counts = prompt_counts(s.text, s.negatives, s.images)
+    most = LIMITS["prompts"]
+    if len(counts) > most:
+        raise UserError(f"story {s.text[:40]!r}…: {len(counts)} parts, at most {most} allowed")
+    if max(counts) > most:
+        raise UserError(f"prompt {s.text[:40]!r}…: {max(counts)} prompts in one part, at most {most} allowed")
+
+
+def prompt_counts(text: str, negatives: tuple[str, ...] = (), images: tuple[str, ...] = ()) -> list[int]:
+    """How many prompts each part of a story has (texts between ``|``, negatives and image prompts)."""
+    return [len(part.split("|")) + len(negatives) + len(images) for part in text.split("^")]
+
+
 def _check(s: DreamSettings) -> None:
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise UserError(message)
 
+    _check_sizes(s)
     need(_whole(s.iterations, 1), f"--iterations {s.iterations!r}: must be a whole number >= 1")
     need(_whole(s.cutouts, 1), f"--cutouts {s.cutouts!r}: must be a whole number >= 1")
     need(_whole(s.cutout_batch, 1), f"--cutout-batch {s.cutout_batch!r}: must be a whole number >= 1")
@@ -357,9 +468,12 @@ class InvertSettings:
     out: str = like("out")
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check_as_dream(self)
         _check_whole(self.pixel_size, 1, "--pixel-size")
         _check_whole(self.candidates, 1, "--candidates")
+        check_limit(self.pixel_size, "pixel_size", "--pixel-size")
+        check_limit(self.candidates, "candidates", "--candidates")
         if not self.pixel_weight >= 0:
             raise UserError(f"--pixel-weight {self.pixel_weight!r}: must be >= 0")
 
@@ -383,6 +497,9 @@ class BenchSettings:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         _check_as_dream(self)
         _check_whole(self.steps, 1, "--steps")
         _check_whole(self.batch, 1, "--batch")
+        check_limit(self.steps, "steps", "--steps")
+        check_limit(self.batch, "num_images", "--batch")

@@ -12,7 +12,7 @@ from .errors import UserError
 from .imagenet import NUM_CLASSES, class_names, resolve_class
 from .latents import truncated_normal
 from .render import num_latents, render
-from .runs import RUN_FILES
+from .runs import read_latents
 
 __all__ = ["choose_start", "best_starts", "best_of_k", "rank_classes", "load_latents"]
 
@@ -84,22 +84,10 @@ def best_of_k(
 
 def load_latents(folder: str | Path) -> dict:
     """The averaged latents a run (a dream or an inversion) saved: ``z`` (L, 128), ``logits`` (L, 1000) and how to
-    render them (``truncation``, ``max_classes``, ``class_temperature``, ``biggan``: :meth:`RunRecord.latents`).
+    render them (``truncation``, ``max_classes``, ``class_temperature``, ``biggan``: :meth:`RunRecord.latents`),
+    checked as :func:`textsleep.runs.read_latents` reads them.
     """
-    folder = Path(folder).expanduser()
-    file = folder / RUN_FILES["latents"] if folder.is_dir() else folder
-    if not file.is_file():
-        raise UserError(
-            f"{str(folder)!r}: not a run folder with saved latents (no {RUN_FILES['latents']}); finish or save a "
-            "dream there first"
-        )
-    try:
-        data = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"{str(file)!r}: cannot be read ({err.__class__.__name__})") from None
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), torch.Tensor) for k in ("z", "logits")):
-        raise UserError(f"{str(file)!r}: holds no latents and class logits; is it a textsleep run folder's?")
-    return data
+    return read_latents(folder)
 
 
 def choose_start(dream, settings) -> list[dict]:

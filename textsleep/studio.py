@@ -5,6 +5,12 @@ for every request, each dream an :class:`~textsleep.imagine.Imagine` run in a
 worker thread whose ``on_step`` hook passes pictures back through a queue.
 Saving, stopping and resuming are Imagine's; nothing here writes a run folder.
 :mod:`textsleep.ui` lays the page out around it.
+
+Everything a request carries is input: a visitor's dream is held to the
+page's own limits (:data:`~textsleep.settings.PAGE_LIMITS`), a run to continue
+or a batch to show must be one the page lists, and only run folders and
+pictures that lie inside ``--out`` (no symlink leading out) are listed; a
+picture goes to the page as a copy made here, never as a path.
 """
 
 from __future__ import annotations
@@ -19,19 +25,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from .batch import BatchFolder, batch_status
-from .errors import UserError
+from .errors import UserError, one_line
 from .hooks import Hook, Status
 from .imagine import Imagine
 from .media import make_grid, to_pil
 from .models import ModelCache
-from .runs import RUN_FILES, read_record
-from .settings import RUN_ONLY, DreamSettings
+from .runs import RUN_FILES, read_run
+from .settings import PAGE_LIMITS, RUN_ONLY, DreamSettings, check_limit, prompt_counts
 
-__all__ = ["Update", "Studio", "list_runs", "list_batches", "batch_summary", "caption", "table_cell"]
+__all__ = [
+    "Update",
+    "Studio",
+    "list_runs",
+    "runs_on_disk",
+    "list_batches",
+    "batch_summary",
+    "caption",
+    "table_cell",
+    "picture_copy",
+]
 
 _log = logging.getLogger(__name__)
 _POLL = 0.25  # seconds between looks at the dream's queue (and so, at most, between page updates)
+_PICTURE_BYTES = 64 << 20  # the largest picture file the page copies for a visitor
+_THUMBNAIL = 512  # the longest side of a run's picture in the page's list
 
 
 @dataclass
@@ -84,6 +104,11 @@ class Studio:
         self.given = dict(defaults or {})
         self.defaults = DreamSettings.from_dict(self.given)  # bad options fail before a page exists
         self.out = Path(self.defaults.out).expanduser()
+        # a visitor's limits: the page's own, raised where the defaults given to the page are larger
+        d = self.defaults
+        self.limits = {k: max(v, getattr(d, k, 0) or 0) for k, v in PAGE_LIMITS.items()}
+        self.limits["prompts"] = max(self.limits["prompts"], *prompt_counts(d.text, d.negatives, d.images))
+        self.limits["prompt_chars"] = max(self.limits["prompt_chars"], len(d.text))
         self.models = models or ModelCache()
         self.preview_seconds = preview_seconds
         self._turn = threading.Lock()  # one dream at a time
@@ -142,11 +167,43 @@ class Studio:
                     yield Update("stopped before it started", done=True)
                     return
             try:
+                if resume is not None:
+                    resume = self._listed(resume)
+                self._check_limits(text, options or {}, resume)
                 imagine, inbox = self._imagine(text, options or {}, resume)
             except UserError as err:
                 yield Update(f"error: {err}", done=True, error=True)
                 return
             yield from self._follow(session, imagine, inbox)
+
+    def _listed(self, folder: str | Path) -> Path:
+        """A run folder to continue: one the page lists (directly under ``out``, not a symlink), else a UserError."""
+        path = Path(folder)
+        if not any(run["folder"] == path for run in list_runs(self.out)):
+            raise UserError(f"{str(folder)!r}: not a run this page lists (a run folder directly under {self.out})")
+        return path
+
+    def _check_limits(self, text: str, options: dict[str, Any], resume: Path | None) -> None:
+        """What a visitor asks for stays within the page's limits (one line naming the limit otherwise)."""
+        where, limits = " on this page (start it with a larger default to allow more)", self.limits
+        if resume is not None:
+            done = int(read_run(resume).get("steps_done") or 0)
+            total = options.get("iterations")
+            most = limits["iterations"]
+            if isinstance(total, int) and total - done > most:
+                raise UserError(f"continue to step {total}: {total - done} more steps, at most {most} allowed{where}")
+            return
+        asked = {**self.defaults.to_dict(), **{k: v for k, v in options.items() if v is not None}}
+        for name in ("iterations", "cutouts", "num_images", "init_candidates", "save_every"):
+            check_limit(asked.get(name), name, "--" + name.replace("_", "-"), limits=limits, where=where)
+        negatives = tuple(asked.get("negatives") or ())
+        if isinstance(text, str) and all(isinstance(t, str) for t in negatives):
+            longest = max([len(text), *map(len, negatives)])
+            if longest > limits["prompt_chars"]:
+                raise UserError(f"prompt of {longest} characters: at most {limits['prompt_chars']} allowed{where}")
+            count = max(prompt_counts(text, negatives))
+            if count > limits["prompts"]:
+                raise UserError(f"{count} prompts: at most {limits['prompts']} allowed{where}")
 
     def _imagine(self, text: str, options: dict[str, Any], resume):
 
@@ -155,6 +212,8 @@ class Studio:
         if resume is not None:  # the command line's device, saving and such apply; the picture's own settings stay
             changes = {k: v for k, v in self.given.items() if k in RUN_ONLY and k != "out"}
             changes.update({k: v for k, v in options.items() if k == "iterations"})
+            if self.given.get("biggan"):  # (the page's own --biggan: a URL recorded in a run is fetched only then)
+                changes["biggan"] = self.given["biggan"]
             imagine = Imagine(resume=resume, models=self.models, on_step=hook, display_every=0, quiet=True, **changes)
         else:
             settings = {**self.defaults.to_dict(), **{k: v for k, v in options.items() if v is not None}}
@@ -235,34 +294,52 @@ class Studio:
 
 
 # ---------------------------------------------------------------------------------------------- what is on disk
+def _inside(path: Path, root: Path) -> bool:
+    """``path`` is a real file or folder (no symlink) that resolves inside ``root``."""
+    try:
+        return not path.is_symlink() and path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
 def _first_picture(folder: Path) -> Path | None:
+    """The run's picture to show: its image, contact sheet or first picture's image, a regular file in the folder."""
+    candidates = [folder / RUN_FILES["image"], folder / RUN_FILES["sheet"]]
+    subs = sorted(p for p in folder.iterdir() if p.is_dir() and _inside(p, folder))
+    candidates += [sub / RUN_FILES["image"] for sub in subs]
+    return next((p for p in candidates if p.is_file() and _inside(p, folder)), None)
 
-    for kind in ("image", "sheet"):
-        if (folder / RUN_FILES[kind]).is_file():
-            return folder / RUN_FILES[kind]
-    return next(iter(sorted(folder.glob(f"*/{RUN_FILES['image']}"))), None)
 
-
-def list_runs(out: str | Path) -> list[dict[str, Any]]:
-    """The run folders directly under ``out``, newest first, with what their run.json says."""
-
-    found = []
-    for record_file in Path(out).expanduser().glob(f"*/{RUN_FILES['record']}"):
-        folder = record_file.parent
+def runs_on_disk(out: str | Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """The run folders directly under ``out``, newest first, with what their (checked) run.json says; and the
+    damaged ones, each with why.  Folders and pictures that are symlinks, or lie outside ``out``, are left out.
+    """
+    out = Path(out).expanduser()
+    found, damaged = [], []
+    for folder in sorted(out.iterdir()) if out.is_dir() else []:
+        record_file = folder / RUN_FILES["record"]
+        if not _inside(folder, out) or not folder.is_dir() or not (record_file.exists() or record_file.is_symlink()):
+            continue  # not a run folder of ours
         try:
-            record = read_record(folder)
+            if not _inside(record_file, folder):
+                raise UserError(f"{record_file}: a symlink, not the run's own record")
+            record = read_run(folder)
             mtime = record_file.stat().st_mtime
-        except (OSError, UserError):
-            continue  # gone, or not ours
-        if not isinstance(record, dict) or "batch" in record or not isinstance(record.get("settings"), dict):
-            continue  # a picture's sub-folder of a several-picture run, or not a run
+            picture = _first_picture(folder)
+        except UserError as err:
+            damaged.append((folder, one_line(err, 300)))
+            continue
+        except OSError:
+            continue  # gone meanwhile
+        if "batch" in record:
+            continue  # a picture's sub-folder of a several-picture run
         found.append(
             dict(
                 folder=folder,
-                picture=_first_picture(folder),
-                prompt=record.get("prompt") or "",
-                seed=record.get("seed"),
-                score=record.get("final_score"),
+                picture=picture,
+                prompt=record.get("prompt") if isinstance(record.get("prompt"), str) else "",
+                seed=record["settings"].get("seed"),
+                score=record.get("final_score") if isinstance(record.get("final_score"), (int, float)) else None,
                 status=record.get("status", "?"),
                 steps_done=int(record.get("steps_done") or 0),
                 iterations=int(record["settings"].get("iterations") or 0),
@@ -271,7 +348,26 @@ def list_runs(out: str | Path) -> list[dict[str, Any]]:
             )
         )
     found.sort(key=lambda r: r["mtime"], reverse=True)
-    return found
+    return found, damaged
+
+
+def list_runs(out: str | Path) -> list[dict[str, Any]]:
+    """The run folders directly under ``out``, newest first (damaged ones left out: :func:`runs_on_disk`)."""
+    return runs_on_disk(out)[0]
+
+
+def picture_copy(path: Path, out: str | Path, side: int = _THUMBNAIL) -> Image.Image | None:
+    """A copy of a picture the page may show, at most ``side`` pixels a side: a regular file (no symlink) inside
+    ``out`` and of a sane size, decoded here (None when it is none of these or not a picture)."""
+    out = Path(out).expanduser()
+    try:
+        if not path.is_file() or not _inside(path, out) or path.stat().st_size > _PICTURE_BYTES:
+            return None
+        with Image.open(path) as im:
+            im.thumbnail((side, side))
+            return im.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def caption(run: dict[str, Any]) -> str:
@@ -281,10 +377,12 @@ def caption(run: dict[str, Any]) -> str:
 
 
 def list_batches(out: str | Path) -> list[str]:
-    """Batch folders under ``out`` (and ``out`` itself when it is one), newest first."""
+    """Batch folders under ``out`` (and ``out`` itself when it is one), newest first; only real folders inside
+    ``out`` (no symlink) whose batch.json is their own."""
 
     out = Path(out).expanduser()
-    found = [p for p in [out, *out.glob("*/")] if BatchFolder(p).meta_file.is_file()]
+    folders = [out, *(p for p in sorted(out.iterdir()) if p.is_dir() and _inside(p, out))] if out.is_dir() else []
+    found = [p for p in folders if BatchFolder(p).meta_file.is_file() and _inside(BatchFolder(p).meta_file, p)]
     return [str(p) for p in sorted(found, key=lambda p: (p != out, -BatchFolder(p).meta_file.stat().st_mtime))]
 
 

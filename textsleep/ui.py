@@ -3,21 +3,39 @@
 :func:`build_app` lays the page out with Gradio (``pip install "textsleep[ui]"``)
 around a :class:`~textsleep.studio.Studio`, the page's engine, and :func:`serve`
 starts it.
+
+What the page exposes: anyone who can reach its port can dream, see every run
+under ``--out`` (pictures, prompts, settings) and its batches, and stop dreams.
+So it binds loopback unless told otherwise, never shares itself publicly
+(whatever ``GRADIO_SHARE`` or a notebook host says), can ask for a password
+(:func:`read_auth`), and serves only the pictures it wrote: they go to Gradio
+as copies kept in the page's own temporary folder, removed when it stops, and
+every ``file=`` request for anything else, uploads and proxying are refused.
 """
 
 from __future__ import annotations
 
 import inspect
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import tempfile
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from .errors import UserError
 from .settings import AUGMENTS, SIZES
-from .studio import Studio, batch_summary, caption, list_batches, list_runs, table_cell
+from .studio import Studio, batch_summary, caption, list_batches, picture_copy, runs_on_disk, table_cell
 
-__all__ = ["Studio", "require_gradio", "build_app", "serve", "Page"]
+__all__ = ["Studio", "require_gradio", "build_app", "serve", "Page", "read_auth", "is_loopback", "addresses"]
+
+_MAX_UPLOAD = "1kb"  # the page takes no files; Gradio's upload route gets this much at most (and is refused)
 
 
 def require_gradio():
@@ -99,6 +117,7 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
                 status = gr.Markdown(elem_id="status")
         with gr.Tab("Runs"):
             refresh = gr.Button("Refresh", size="sm")
+            damaged = gr.Markdown(elem_id="run-problems")
             gallery = gr.Gallery(
                 label="Runs, newest first",
                 columns=6,
@@ -117,7 +136,7 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
                     continue_button = gr.Button("Continue", elem_id="continue")
             run_settings = gr.JSON(label="Settings", elem_id="run-settings")
         with gr.Tab("Batch"):
-            batch_folder = gr.Dropdown(list_batches(studio.out), label="Batch folder", allow_custom_value=True)
+            batch_folder = gr.Dropdown(list_batches(studio.out), label="Batch folder", allow_custom_value=False)
             batch_button = gr.Button("Show progress", size="sm")
             batch_view = gr.Markdown()
 
@@ -145,15 +164,21 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
         def stop(request):
             return studio.stop(request.session_hash or "")
 
-        def runs():
-            found = list_runs(studio.out)
-            return [(str(r["picture"]), caption(r)) for r in found if r["picture"]], [
-                str(r["folder"]) for r in found if r["picture"]
-            ]
+        def runs():  # copies of the pictures, made here: never a path the page hands to Gradio
+            found, bad = runs_on_disk(studio.out)
+            shown = [(r, copy) for r in found if r["picture"] and (copy := picture_copy(r["picture"], studio.out))]
+            note = "".join(f"\n- `{table_cell(folder.name)}` skipped: {table_cell(why)}" for folder, why in bad)
+            return (
+                [(copy, caption(r)) for r, copy in shown],
+                [str(r["folder"]) for r, _ in shown],
+                f"**Damaged runs, not listed:**{note}" if note else "",
+            )
 
         def choose(folders, evt):
+            if not isinstance(evt.index, int) or not 0 <= evt.index < len(folders):
+                return None, "pick a run from the list", None, None
             folder = Path(folders[evt.index])
-            run = next((r for r in list_runs(studio.out) if r["folder"] == folder), None)
+            run = next((r for r in runs_on_disk(studio.out)[0] if r["folder"] == folder), None)
             if run is None:
                 return None, f"{folder}: no longer a run folder", None, None
             again = run["iterations"] if run["steps_done"] < run["iterations"] else run["steps_done"] + d.iterations
@@ -165,7 +190,9 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
                 again,
             )
 
-        def show_batch(folder):
+        def show_batch(folder):  # only a folder the page lists, whatever the request says
+            if folder not in list_batches(studio.out):
+                return "error: pick one of the batch folders listed"
             try:
                 return batch_summary(folder)
             except UserError as err:
@@ -186,27 +213,30 @@ def build_app(studio: Studio, *, title: str = "textsleep"):
         def queued(trigger, fn, inputs):  # wait for the one dream slot (the page shows the place in the queue)
             trigger(expect, queue=False).then(
                 fn, inputs, [picture, status], concurrency_limit=1, concurrency_id="dream"
-            ).then(runs, None, [gallery, shown])
+            ).then(runs, None, [gallery, shown, damaged])
 
         queued(dream_button.click, dream, {prompt, *fields.values()})
         queued(prompt.submit, dream, {prompt, *fields.values()})
         queued(continue_button.click, resume, [chosen, more])
         stop_button.click(stop, None, status, queue=False)
-        refresh.click(runs, None, [gallery, shown], queue=False)
+        refresh.click(runs, None, [gallery, shown, damaged], queue=False)
         gallery.select(choose, shown, [chosen, run_info, run_settings, more], queue=False)
         batch_button.click(show_batch, batch_folder, batch_view, queue=False)
-        app.load(runs, None, [gallery, shown], queue=False)
+        app.load(runs, None, [gallery, shown, damaged], queue=False)
         app.load(lambda: gr.Dropdown(choices=list_batches(studio.out)), None, batch_folder, queue=False)
     return app
 
 
 @dataclass
 class Page:
-    """A running page: its address, the Gradio app and the studio behind it."""
+    """A running page: its address, the Gradio app, the studio behind it and the folder of its temporary pictures."""
 
     url: str
     app: Any
     studio: Studio
+    temp: Path | None = None
+    host: str = "127.0.0.1"
+    urls: list[str] = field(default_factory=list)  # every address it answers on (a non-loopback host's too)
 
     def wait(self) -> None:
         """Serve until Ctrl-C; then stop a running dream (it saves), close, and let the KeyboardInterrupt go on."""
@@ -218,32 +248,162 @@ class Page:
             raise
 
     def close(self) -> None:
-        self.studio.shutdown()
-        self.app.close()
+        """Stop a running dream (it saves), stop serving, and remove the pictures handed to browsers."""
+        try:
+            self.studio.shutdown()
+            self.app.close()
+        finally:
+            if self.temp is not None:
+                shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def read_auth(auth: str | None = None, auth_file: str | os.PathLike | None = None) -> list[tuple[str, str]] | None:
+    """The page's logins: ``USER:PASS`` (``--auth``) and/or a file of such lines (``--auth-file``, ``#`` comments);
+    None for no login."""
+    lines = [("--auth", auth)] if auth else []
+    if auth_file:
+        path = Path(auth_file).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            why = getattr(err, "strerror", None) or err
+            raise UserError(f"--auth-file {str(auth_file)!r}: cannot be read ({why})") from None
+        lines += [(f"{path}:{n}", line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        lines = [(where, line) for where, line in lines if not line.startswith("#")]
+        if not any(where != "--auth" for where, _ in lines):
+            raise UserError(f"--auth-file {str(auth_file)!r}: no USER:PASS line in it")
+    logins = []
+    for where, line in lines:
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise UserError(f"{where}: write USER:PASS (a user name, a colon, a password)")
+        logins.append((user.strip(), password))
+    return logins or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (127.0.0.1, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def addresses(host: str, port: int) -> list[str]:
+    """The URLs a page bound to ``host`` answers on: the host itself, or for 0.0.0.0 (::) this machine's addresses."""
+    if host.strip("[]") not in ("0.0.0.0", "::", ""):
+        shown = f"[{host}]" if ":" in host else host
+        return [f"http://{shown}:{port}/"]
+    found: list[str] = []
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # (no packet is sent: only a route chosen)
+            probe.connect(("192.0.2.1", 9))
+            found.append(probe.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        found += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    except OSError:
+        pass
+    real = [a for a in dict.fromkeys(found) if not ipaddress.ip_address(a).is_loopback]
+    return [f"http://{a}:{port}/" for a in real] + [f"http://127.0.0.1:{port}/"]
+
+
+class _OnlyOwnFiles:
+    """ASGI guard in front of Gradio: a file request (``file=PATH``, ``file/PATH``) is answered only for a file in
+    the page's own temporary folder (the pictures it wrote); a path anywhere else, a URL to fetch, an upload, a
+    remote proxy or the run history is refused."""
+
+    _FILE = re.compile(r"/file[=/]")
+    _NEVER = re.compile(r"/upload/?$|/proxy=|/run-history")
+
+    def __init__(self, app, folder: str) -> None:
+        self.app, self.folder = app, os.path.realpath(folder)
+
+    def refused(self, path: str) -> bool:
+        if self._NEVER.search(path):
+            return True
+        found = self._FILE.search(path)
+        if found is None:
+            return False
+        target = unquote(path[found.end() :])
+        if "://" in target or ":/" in target:
+            return True
+        return not os.path.realpath(target).startswith(self.folder + os.sep)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and self.refused(scope.get("path", "")):
+            await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"Not Found"})
+            return
+        await self.app(scope, receive, send)
+
+
+@contextmanager
+def _gradio_temp(folder: Path):
+    """Gradio keeps what it hands to browsers in GRADIO_TEMP_DIR, read as the app is built and launched: the page's
+    own folder while that happens (and the setting as it was afterwards)."""
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
 
 
 def serve(
-    defaults: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int | None = None, models=None
+    defaults: dict[str, Any] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    models=None,
+    auth: list[tuple[str, str]] | None = None,
 ) -> Page:
-    """Start the page on ``host:port`` (the first free port from 7860 when None) and return it, serving."""
+    """Start the page on ``host:port`` (the first free port from 7860 when None) and return it, serving.
+
+    It is never shared publicly; ``auth`` (USER, PASS) pairs ask for a login first (:func:`read_auth`).
+    """
     gr = require_gradio()
+    from starlette.middleware import Middleware  # noqa: PLC0415 (an optional extra, with gradio)
+
     studio = Studio(defaults, models=models)
-    app = build_app(studio)
-    app.queue(default_concurrency_limit=1)
+    # the page's own folder inside Gradio's (whose checks at run time read GRADIO_TEMP_DIR as it is)
+    gradio_temp = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    gradio_temp.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix="textsleep-page-", dir=gradio_temp)).resolve()
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
     try:
-        app.launch(
-            server_name=host,
-            server_port=port,
-            prevent_thread_lock=True,
-            quiet=True,
-            ssr_mode=False,
-            allowed_paths=[str(studio.out.expanduser().resolve())],
-            theme=theme,
-            footer_links=[],
-        )
+        with _gradio_temp(temp):
+            app = build_app(studio)
+            app.queue(default_concurrency_limit=1)
+            app.launch(
+                server_name=host,
+                server_port=port,
+                share=False,  # never a public link, whatever GRADIO_SHARE or a notebook host says
+                auth=auth,
+                mcp_server=False,
+                run_history=False,
+                max_file_size=_MAX_UPLOAD,
+                app_kwargs={"middleware": [Middleware(_OnlyOwnFiles, folder=str(temp))]},
+                prevent_thread_lock=True,
+                quiet=True,
+                ssr_mode=False,
+                theme=theme,
+                footer_links=[],
+            )
     except OSError as err:
+        shutil.rmtree(temp, ignore_errors=True)
         if port is not None and "port" in str(err):
             raise UserError(f"--port {port}: already in use on {host}; choose another --port") from None
         raise UserError(f"--host {host}: cannot serve there ({getattr(err, 'strerror', None) or err})") from None
-    return Page(app.local_url, app, studio)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    bound = app.server_port
+    urls = addresses(host, bound) if not is_loopback(host) else [app.local_url]
+    return Page(urls[0], app, studio, temp, host, urls)

@@ -1,11 +1,14 @@
 """Weight files on disk: BigGAN folders and upscaler networks, downloaded once into a cache and stamped.
 
 Shortcut names (``biggan-deep-128/256/512``) are fetched into ``cache_root()/biggan/<name>/`` (``$TEXTSLEEP_CACHE``,
-else the platform's user cache folder); ``TEXTSLEEP_BIGGAN_URL`` points them at a mirror (a folder URL holding
-``<name>-pytorch_model.bin`` and ``<name>-config.json``, the original bucket's layout), and the 128 model falls back
-to its Hugging Face Hub copy when the primary source fails.  Upscalers (``RealESRGAN_x4plus``, ``RealESRGAN_x2plus``)
-come from their release assets into ``cache_root()/upscale/<name>.pth``, checked against their published SHA-256;
-``TEXTSLEEP_UPSCALER_URL`` points them at a mirror folder holding ``<name>.pth``.  CLIP weights go through
+else the platform's user cache folder); ``TEXTSLEEP_BIGGAN_URL`` points them at a mirror (a folder URL, or a local
+folder's path, holding ``<name>-pytorch_model.bin`` and ``<name>-config.json``, the original bucket's layout), and
+the 128 model falls back to its Hugging Face Hub copy when the primary source fails.  Upscalers
+(``RealESRGAN_x4plus``, ``RealESRGAN_x2plus``) come from their release assets into
+``cache_root()/upscale/<name>.pth``; ``TEXTSLEEP_UPSCALER_URL`` points them at a mirror (a folder URL or path)
+holding ``<name>.pth``.  Files of known releases are checked against their published SHA-256 (:data:`PINNED`),
+the first download included.  Plain ``http://`` is fetched only from a mirror or URL the user gave; every file kind
+has a size cap (:data:`MAX_BYTES`).  CLIP weights go through
 huggingface_hub's own cache (``HF_HOME``, ``HF_HUB_OFFLINE``).
 
 A file is hashed once, as it arrives (:mod:`textsleep.fetch`).  Its stamp (``<file>.stamp``: that SHA-256, the
@@ -20,18 +23,32 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
 import urllib.parse
+import zipfile
 from pathlib import Path
 
+import torch
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from platformdirs import user_cache_dir
 from pytorch_pretrained_biggan.model import PRETRAINED_CONFIG_ARCHIVE_MAP, PRETRAINED_MODEL_ARCHIVE_MAP
 
 from .errors import UserError
-from .fetch import SourceError, check_writable, download, hub_problem, publish, read_stamp, sha256_of, write_stamp
+from .fetch import (
+    SourceError,
+    check_scheme,
+    check_writable,
+    download,
+    hub_problem,
+    is_local,
+    publish,
+    read_stamp,
+    sha256_of,
+    write_stamp,
+)
 
 __all__ = [
     "BIGGAN_SHORTCUTS",
@@ -49,6 +66,9 @@ __all__ = [
     "cached_models",
     "cached_upscalers",
     "hub_problem",
+    "set_aside",
+    "PINNED",
+    "MAX_BYTES",
 ]
 
 BIGGAN_SHORTCUTS: tuple[str, ...] = ("biggan-deep-128", "biggan-deep-256", "biggan-deep-512")
@@ -65,6 +85,18 @@ UPSCALERS: dict[str, tuple[str, str]] = {
         "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",
     ),
 }
+# shortcut -> file -> (SHA-256, bytes) of the released files; a mirror must serve these same files.  The 256 model's
+# come from a public installer's model catalog that downloads them from the original bucket (catalog
+# "bundle-b-2026-08-07" of the Uncanny Lab model installer).  No public listing of the 128 and 512 files' hashes was
+# found: those are checked by length (and, with no length, by loading) and stamped at first download.
+PINNED: dict[str, dict[str, tuple[str, int]]] = {
+    "biggan-deep-256": {
+        "pytorch_model.bin": ("5900ef4065047e3aa0d1b66197b7f2664dceb59b27080e414ad57e203c485bc5", 234_411_737),
+        "config.json": ("edd106f65ff28ee1638491a978cfa6bc50dfa0344aab70749a7b8eb08bbec677", 715),
+    },
+}
+# the most a file of each kind may have: a config is a few hundred bytes, weights a few hundred megabytes
+MAX_BYTES: dict[str, int] = {"config.json": 64 << 10, "pytorch_model.bin": 4 << 30, ".pth": 4 << 30}
 _SIDECARS = (".stamp", ".sha256", ".part")  # beside a file: its stamp, an earlier version's record, a partial download
 
 
@@ -82,13 +114,16 @@ def biggan_dir(name_or_path: str, *, progress: bool = True, force: bool = False)
     throws the cached copy away and fetches it again.
     """
     spec = str(name_or_path).strip()
-    if spec not in BIGGAN_SHORTCUTS and not re.match(r"https?://", spec, re.IGNORECASE):
+    if spec not in BIGGAN_SHORTCUTS and is_local(spec):
         return _local_folder(spec)
+    if spec not in BIGGAN_SHORTCUTS:
+        check_scheme(spec, plain_http=True, then="; give a folder's path, or the http(s) URL of one")  # (the user's)
     folder, urls = _biggan_sources(spec)
     how = _how_to_supply(spec)
+    mine = spec not in BIGGAN_SHORTCUTS or bool(os.environ.get("TEXTSLEEP_BIGGAN_URL", "").strip())
     try:
         for f in FILES:
-            _cached(urls[f], folder / f, how=how, progress=progress and f.endswith(".bin"), force=force)
+            _cached(urls[f], folder / f, how=how, progress=progress and f.endswith(".bin"), force=force, mine=mine)
     except SourceError as err:
         if spec not in HUB_FALLBACK:
             raise
@@ -104,10 +139,10 @@ def upscaler_file(name_or_path: str, *, progress: bool = True, force: bool = Fal
         dest = cache_root() / "upscale" / f"{spec}.pth"
         how = (
             f"pass --upscaler PATH (a copy of {UPSCALERS[spec][0]}), set TEXTSLEEP_UPSCALER_URL to a folder URL "
-            f"holding {spec}.pth, or copy {dest} here from a machine with network"
+            f"or path holding {spec}.pth, or copy {dest} here from a machine with network"
         )
-        url = f"{mirror}/{spec}.pth" if mirror else UPSCALERS[spec][0]
-        return _cached(url, dest, how=how, progress=progress, force=force)
+        url = _join(mirror, f"{spec}.pth") if mirror else UPSCALERS[spec][0]
+        return _cached(url, dest, how=how, progress=progress, force=force, mine=bool(mirror))
     path = Path(spec).expanduser()
     if path.is_file():
         return path
@@ -145,14 +180,46 @@ def _biggan_sources(spec: str) -> tuple[Path, dict[str, str]]:
         return cache_root() / "biggan" / slug, {f: f"{base}/{f}" for f in FILES}
     mirror = os.environ.get("TEXTSLEEP_BIGGAN_URL", "").strip().rstrip("/")
     if mirror:
-        return cache_root() / "biggan" / spec, {f: f"{mirror}/{spec}-{f}" for f in FILES}
+        return cache_root() / "biggan" / spec, {f: _join(mirror, f"{spec}-{f}") for f in FILES}
     urls = {"pytorch_model.bin": PRETRAINED_MODEL_ARCHIVE_MAP[spec], "config.json": PRETRAINED_CONFIG_ARCHIVE_MAP[spec]}
     return cache_root() / "biggan" / spec, urls
 
 
+def _join(mirror: str, name: str) -> str:
+    """A file of a mirror: a folder URL's, or a local folder's path's."""
+    if is_local(mirror):
+        return str(Path(mirror).expanduser() / name)
+    check_scheme(mirror, plain_http=True, then="; give the mirror folder's path itself, or its http(s) URL")
+    return f"{mirror}/{name}"
+
+
 def _published(path: Path) -> str | None:
-    """The SHA-256 a cached file must have, where one is published (the upscalers' release assets)."""
-    return UPSCALERS[path.stem][1] if path.parent.name == "upscale" and path.stem in UPSCALERS else None
+    """The SHA-256 a cached file must have, where one is published (the upscalers' release assets, :data:`PINNED`)."""
+    if path.parent.name == "upscale" and path.stem in UPSCALERS:
+        return UPSCALERS[path.stem][1]
+    if path.parent.parent.name == "biggan" and path.name in PINNED.get(path.parent.name, {}):
+        return PINNED[path.parent.name][path.name][0]
+    return None
+
+
+def _loads(path: Path) -> None:
+    """Raise unless ``path`` is whole as its kind must be: a JSON config, or a PyTorch checkpoint (a zip whose
+    members all check, or an older pickled file that loads)."""
+    if path.name.startswith("config.json"):
+        if not isinstance(json.loads(path.read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+        return
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"its part {bad} is damaged")
+        return
+    torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _max_bytes(dest: Path) -> int:
+    return MAX_BYTES.get(dest.name, MAX_BYTES[".pth"])
 
 
 def _how_to_supply(name: str) -> str:
@@ -161,6 +228,29 @@ def _how_to_supply(name: str) -> str:
         size = name.rsplit("-", 1)[-1]
         return f"{local}, or run `textsleep download --size {size}` where there is network and copy {cache_root()} here"
     return local
+
+
+def set_aside(path: Path) -> str:
+    """Move a cached weight file that does not load out of the way (``<file>.damaged``, its stamp removed), so that
+    the next run fetches it again; what to tell the user, or '' for a file that is not in the cache."""
+    path = Path(path)
+    try:
+        path.resolve().relative_to(cache_root().resolve())
+    except ValueError:
+        return ""
+    aside = path.with_name(path.name + ".damaged")
+    try:
+        os.replace(path, aside)
+        Path(f"{path}.stamp").unlink(missing_ok=True)
+    except OSError:
+        return f"; {_refetch(path)}"
+    if path.parent.name in BIGGAN_SHORTCUTS:
+        again = f"run `textsleep download --size {path.parent.name.rsplit('-', 1)[-1]}` to fetch it again"
+    elif _published(path):
+        again = f"run `textsleep download --no-biggan --no-clip --upscaler {path.stem}` to fetch it again"
+    else:
+        again = "the next run fetches it again"
+    return f"; it was cut short or damaged and is moved aside to {aside.name}: {again}"
 
 
 def _refetch(path: Path) -> str:
@@ -173,8 +263,9 @@ def _refetch(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------- the cache
-def _cached(url: str, dest: Path, *, how: str, progress: bool, force: bool) -> Path:
-    """``dest`` from the cache with its stamp checked (nothing written: a read-only copy works), else downloaded."""
+def _cached(url: str, dest: Path, *, how: str, progress: bool, force: bool, mine: bool) -> Path:
+    """``dest`` from the cache with its stamp checked (nothing written: a read-only copy works), else downloaded
+    (over plain http only from a source the user gave, ``mine``)."""
     if force:
         check_writable(dest.parent)
         for suffix in ("", *_SIDECARS):
@@ -182,7 +273,16 @@ def _cached(url: str, dest: Path, *, how: str, progress: bool, force: bool) -> P
     if dest.is_file():
         check(dest)
         return dest
-    return download(url, dest, progress=progress, sha256=_published(dest), how=how)
+    return download(
+        url,
+        dest,
+        progress=progress,
+        sha256=_published(dest),
+        how=how,
+        max_bytes=_max_bytes(dest),
+        plain_http=mine,
+        loads=_loads,
+    )
 
 
 def check(path: Path) -> None:

@@ -17,8 +17,9 @@ from ..errors import Interrupted, one_line
 from ..hooks import Status
 from ..imagine import Imagine
 from ..models import ModelCache
-from ..outputs import load_checkpoint, read_json
-from ..runs import RUN_FILES, RunFolder
+from ..outputs import read_json
+from ..runs import RUN_FILES, RunFolder, RunRecord
+from ..settings import DreamSettings
 from .plan import Job
 from .status import Progress, progress
 from .store import RUNS, STOPPED, BatchFolder, steps_saved, utc_now
@@ -114,7 +115,7 @@ def _run_one(
 ) -> Iterator[Event]:
     """Start or resume one job in its run folder and record how it ended."""
     record = folder.records()[job.id]
-    run_dir = folder.path / (record.get("folder") or f"{RUNS}/{job.folder}")
+    run_dir = folder.run_dir(record) if record.get("folder") else folder.path / RUNS / job.folder
     saved_steps = steps_saved(run_dir)
     # an attempt still marked running was stopped without a word (killed, power cut): it got as far as the checkpoint
     record["attempts"] = [
@@ -129,7 +130,7 @@ def _run_one(
         )
         yield _event(folder, "finished", job, mine, workers)
         return
-    restarted = _set_aside_unreadable(run_dir)
+    restarted = _set_aside_unreadable(run_dir, job)
     resumable = not restarted and RunFolder(run_dir).has_checkpoint()
     from_step = saved_steps if resumable else 0
     yield _event(folder, "start", job, mine, workers, resumed_from=from_step, restarted=restarted)
@@ -174,27 +175,32 @@ def _imagine(job: Job, run_dir: Path, resumable: bool, *, device, quiet, models,
     run_only = {"device": device} if device else {}
     if resumable:
         keep = {k: job.settings[k] for k in ("iterations", "save_every", "save_progress", "video")}
+        if job.settings.get("biggan"):
+            keep["biggan"] = job.settings["biggan"]  # (the prompt file's, so a URL there is the user's own)
         return Imagine(resume=run_dir, quiet=quiet, models=models, on_step=on_step, **keep, **run_only)
     # the job's own folder, so a rerun finds it
     return Imagine(run_dir=run_dir, quiet=quiet, models=models, on_step=on_step, **{**job.settings, **run_only})
 
 
-def _set_aside_unreadable(run_dir: Path) -> str:
+def _set_aside_unreadable(run_dir: Path, job: Job) -> str:
     """Move a damaged checkpoint or run record out of the way ('NAME.damaged'); why, or '' when both read.
 
-    A file cut short (a full disk, a copy that stopped) or overwritten cannot
-    be resumed from; the job starts over in its own folder, nothing else lost.
+    A file cut short (a full disk, a copy that stopped), overwritten or not
+    this job's (checked as a resumed run checks it) cannot be resumed from; the
+    job starts over in its own folder, nothing else lost.
     """
 
-    reasons = []
-    for name, read in ((_CHECKPOINT, load_checkpoint), (_RECORD, read_json)):
+    reasons, settings = [], DreamSettings.from_dict(job.settings)
+    reads = (
+        (_CHECKPOINT, lambda: RunFolder(run_dir).load_checkpoint(settings)),
+        (_RECORD, lambda: RunRecord.read(run_dir, job.settings)),  # (a URL the prompt file gives is the user's)
+    )
+    for name, read in reads:
         file = run_dir / name
         if not file.is_file():
             continue
         try:
-            data = read(file)
-            if not isinstance(data, dict):
-                raise ValueError(f"holds a {type(data).__name__}, not a record")
+            read()
         except Exception as err:  # noqa: BLE001 - whatever is wrong with it, it cannot be resumed from
             why = one_line(err, 200).replace(f"{file}: ", "").replace(f"{str(file)!r}: ", "")
             try:
@@ -213,7 +219,7 @@ def _record_attempt(
     dream = getattr(imagine, "dream", None)
     steps = dream.step_count if dream is not None else int(record.get("steps_done") or 0)
     attempt = {**attempt, "status": status, "to_step": steps, "seconds": round(seconds, 3), "ended": utc_now()}
-    run_dir = folder.path / record["folder"]
+    run_dir = folder.run_dir(record)
     fields = _outcome(run_dir, record, status=status, seconds=seconds, steps_run=max(0, steps - attempt["from_step"]))
     fields.update(steps_done=steps, error=error, attempts=[*record["attempts"], attempt])
     folder.update(record["id"], **fields)

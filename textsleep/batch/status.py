@@ -66,7 +66,7 @@ def batch_status(path: str | os.PathLike) -> BatchStatus:
         if record.get("status") == Status.RUNNING and worker_alive(record.get("worker")) is False:
             record["status"] = STOPPED
         if record.get("status") not in (Status.FINISHED, Status.FAILED) and record.get("folder"):
-            record["steps_done"] = steps_saved(folder.path / record["folder"])  # as far as the last save
+            record["steps_done"] = steps_saved(folder.run_dir(record))  # as far as the last save
     running = sum(r.get("status") == Status.RUNNING for r in current)
     return BatchStatus(
         folder.path,

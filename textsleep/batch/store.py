@@ -18,6 +18,11 @@ network file systems that cluster array jobs share, and its file is opaque to
 a person checking a run in the morning.  Rewriting costs O(jobs) per change,
 which is nothing beside minutes of dreaming per job.
 
+**Records are input.**  A batch folder may have been copied, edited or
+tampered with: every record read back is checked (types, and a job's run
+folder inside ``runs/``, no symlink leading out), and anything else is one line
+naming ``manifest.jsonl:LINE`` or ``batch.json``.
+
 **Claims.**  A worker runs a job only while it holds an exclusive lock
 (``flock``) on ``claims/ID.lock``; the operating system drops the lock when the
 process ends, however it ends, so a killed worker never leaves a stale claim
@@ -132,7 +137,30 @@ class BatchFolder:
             )
 
     def meta(self) -> dict[str, Any]:
-        return outputs.read_json(self.meta_file)
+        """``batch.json``, checked: the prompt file, the defaults and the job list."""
+        meta = outputs.read_json(self.meta_file)
+        ok = (
+            isinstance(meta, dict)
+            and isinstance(meta.get("prompt_file", ""), str)
+            and isinstance(meta.get("defaults", {}), dict)
+            and isinstance(meta.get("jobs", []), list)
+            and all(isinstance(j, str) for j in meta.get("jobs", []))
+        )
+        if not ok:
+            raise UserError(f"{self.meta_file}: not a batch record (prompt_file, defaults, jobs); was it edited?")
+        return meta
+
+    def run_dir(self, record: dict[str, Any]) -> Path:
+        """A job's run folder: its record's ``folder``, which :meth:`records` checked lies inside ``runs/``."""
+        return self.path / record["folder"]
+
+    def _inside_runs(self, folder: str) -> bool:
+        """``folder`` (relative, as a record holds it) names a folder inside ``runs/`` and resolves there."""
+        rel = Path(folder)
+        if rel.is_absolute() or ".." in rel.parts or rel.parts[:1] != (RUNS,) or len(rel.parts) != 2:
+            return False
+        runs = self.runs.resolve()
+        return runs.parent == self.path.resolve() and (self.path / rel).resolve().parent == runs
 
     # ---- the manifest
     @contextmanager
@@ -162,8 +190,32 @@ class BatchFolder:
                     raise UserError(
                         f"{self.manifest}:{number}: not a JSON record; was the file edited by hand?"
                     ) from None
+                why = self._wrong(record)
+                if why:
+                    raise UserError(f"{self.manifest}:{number}: {why}; was the file edited by hand?")
                 records[record["id"]] = record
         return records
+
+    def _wrong(self, record: Any) -> str:
+        """What is wrong with a manifest record ('' when nothing)."""
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
+            return "not a job record (no id)"
+        folder = record.get("folder")
+        if folder is not None and not (isinstance(folder, str) and self._inside_runs(folder)):
+            return f"folder {folder!r} is not a folder inside {RUNS}/ of this batch"
+        for key in ("seconds", "steps_done", "steps_run", "iterations", "final_score", "best_score"):
+            value = record.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                return f"{key} {value!r} is not a number"
+        for key in ("status", "prompt", "source", "error", "worker"):
+            if record.get(key) is not None and not isinstance(record[key], str):
+                return f"{key} {record[key]!r} is not text"
+        attempts = record.get("attempts", [])
+        if not isinstance(attempts, list) or not all(isinstance(a, dict) for a in attempts):
+            return "its attempts are not a list of records"
+        if not isinstance(record.get("settings", {}), dict):
+            return "its settings are not a mapping"
+        return ""
 
     def _write(self, records: dict[str, dict[str, Any]]) -> None:
         lines = [json.dumps(r, ensure_ascii=False, sort_keys=True, default=str) for r in records.values()]

@@ -22,7 +22,7 @@ from ..imagenet import NUM_CLASSES
 from ..latents import Latents, truncated_normal
 from ..models import load_biggan
 from ..render import num_latents, render
-from ..settings import SIZES, DreamSettings
+from ..settings import SIZES, DreamSettings, check_limit
 
 __all__ = [
     "Z_DIM",
@@ -143,6 +143,7 @@ def check_chunk(chunk: int) -> None:
     """Pictures rendered at once (``--batch``): at least one."""
     if chunk < 1:
         raise UserError(f"--batch {chunk}: must be a whole number >= 1")
+    check_limit(chunk, "batch", "--batch")
 
 
 @torch.inference_mode()

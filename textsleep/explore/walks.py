@@ -17,6 +17,7 @@ import torch
 from ..errors import UserError
 from ..imagenet import NUM_CLASSES
 from ..render import num_latents
+from ..settings import check_limit
 from .points import Z_DIM, Point, check_chunk, check_truncation, one_hot, render_chunks, render_points, unit_latents
 
 __all__ = [
@@ -53,6 +54,7 @@ def check_n(n: int) -> None:
     """A count of samples, latents or hallucinations (``--n``): at least one."""
     if n < 1:
         raise UserError(f"--n {n}: must be a whole number >= 1")
+    check_limit(n, "frames", "--n")
 
 
 def _all(frames: Iterator[torch.Tensor]) -> torch.Tensor:
@@ -141,6 +143,7 @@ def check_frames(frames: int) -> None:
     """An interpolation's frames from A to B (``--frames``): at least A and B."""
     if frames < 2:
         raise UserError(f"--frames {frames}: an interpolation needs at least 2 frames (A and B)")
+    check_limit(frames, "frames", "--frames")
 
 
 def _interpolation_weights(frames: int, loop: bool = False) -> torch.Tensor:
