@@ -34,7 +34,7 @@ import torch
 from filelock import FileLock, Timeout
 from PIL import Image
 
-from . import outputs
+from . import outputs, recipes
 from .errors import UserError
 from .hooks import Status
 from .media import VideoWriter, contact_sheet, to_pil, to_tensor
@@ -179,6 +179,7 @@ class RunRecord:
             "seed": s.seed,
             "seeds": s.seeds,
             "settings": s.to_dict(),
+            "recipe": recipes.record(s),
             "models": {"biggan": s.biggan_name, "clip": [dataclasses.asdict(c) for c in s.clips()]},
             "device": self.device,
             "dtype": self.dtype,
