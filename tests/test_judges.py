@@ -313,7 +313,7 @@ def test_pickscore_equals_clipmodel_logits(transformers, pickscore_folder):
 
 
 def test_pickscore_offline_without_its_files(transformers, monkeypatch):
-    with pytest.raises(UserError, match=r"cannot load PickScore's model .*HF_HUB_OFFLINE.*give pickscore=DIR"):
+    with pytest.raises(UserError, match=r"cannot load PickScore's model .*HF_HUB_OFFLINE.*--judge pickscore=DIR"):
         load_judge("pickscore")
 
 

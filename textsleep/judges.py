@@ -100,6 +100,7 @@ _AESTHETIC_HOME = (
     "sac+logos+ava1-l14-linearMSE.pth from https://github.com/christophschuhmann/improved-aesthetic-predictor"
 )
 _PROC_FILE = "preprocessor_config.json"  # the processor's file in LAION's CLIP-H repository
+_ALSO = "likewise --clip-model and --init-judge"  # (which take a judge to guide a dream, or to choose its start)
 
 
 def parse_judge(text: str) -> tuple[str, Path | None]:
@@ -223,7 +224,9 @@ def load_pickscore(path: Path | None = None) -> PickScoreJudge:
         try:
             loaded[part] = load.from_pretrained(source, local_files_only=bool(problem))
         except (OSError, ValueError) as err:
-            how = _how("pickscore", f"or give pickscore=DIR (a folder transformers saved {info.repo} to)")
+            how = _how(
+                "pickscore", f"or pass --judge pickscore=DIR ({_ALSO}; a folder transformers saved {info.repo} to)"
+            )
             raise UserError(f"cannot load PickScore's {part} from {source} ({problem or one_line(err, 200)}); {how}")
     model = loaded["model"].eval().requires_grad_(False)
     images = loaded["processor"].image_processor
@@ -288,7 +291,7 @@ def _hub_cached(repo: str, filename: str, repo_type: str | None = None) -> str |
 
 def _how(judge: str, local: str = "") -> str:
     info = JUDGES[judge]
-    local = local or f"or give {judge}=FILE (a copy of {info.file} from " + (
+    local = local or f"or pass --judge {judge}=FILE ({_ALSO}; a copy of {info.file} from " + (
         f"{_AESTHETIC_HOME.split(' from ')[1]})" if judge == "aesthetic" else f"the Hub repository {info.repo})"
     )
     return (
