@@ -19,7 +19,7 @@ from textsleep.models import ModelCache, load_clip
 from textsleep.prompts import Prompt
 from textsleep.recipes import RECIPES
 from textsleep.render import num_latents, render
-from textsleep.settings import ClipSpec, DreamSettings
+from textsleep.settings import BenchSettings, ClipSpec, DreamSettings
 from textsleep.testing import random_biggan, write_aesthetic, write_clip, write_hps
 
 runner = CliRunner()
@@ -274,3 +274,10 @@ def test_a_fusedream_dream_records_its_recipe_and_resumes(tiny, tiny_args, tmp_p
     saved = torch.load(run / "latents.pt")
     assert saved["z"].shape[-1] == 128 and saved["z"].dim() == 2  # the mix, as a one-basis run records it
     assert saved["z"].abs().max() <= 2.0 + 1e-5
+
+
+def test_bench_takes_a_preference_guide_by_name():
+    assert BenchSettings(guide="hps-v2.1:0.5").guide == "hps-v2.1:0.5"
+    for bad in ("hps-v3", "pickscore", "hps-v2.1=/x", "aesthetic:0"):
+        with pytest.raises(UserError, match="--guide"):
+            BenchSettings(guide=bad)

@@ -60,6 +60,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UPSCALES = (2, 4)
 # the judges trained on people's choices (textsleep.judges.JUDGES, but for clip): they may guide a dream too
 PREFERENCE_MODELS = ("hps-v2.1", "hps-v2", "aesthetic", "pickscore")
+BENCH_GUIDES = ("hps-v2.1", "hps-v2", "aesthetic")  # the preference models bench builds at full size (no extra)
 MAX_BASES = 32
 MAX_LATENT_NOISE = 1.0
 
@@ -484,6 +485,12 @@ class BenchSettings:
     clip_model: str = like("clip_model", "ViT-B-32-quickgelu", help="open_clip model to build with random weights.")
     augment: str = like("augment")
     cutout_batch: int = like("cutout_batch", help="Cutouts CLIP encodes at once.")
+    guide: str | None = knob(
+        None,
+        f"Also guide with a preference model built at full size with random weights: {', '.join(BENCH_GUIDES)} "
+        "(NAME:weight to weight it).",
+        metavar="NAME[:W]",
+    )
     breakdown: bool = knob(False, "Also time BigGAN, cutouts and CLIP on their own and count their GFLOP.")
     compile: bool = like(
         "compile", help="Also time the step through torch.compile: compile time, steady step beside eager."
@@ -493,3 +500,9 @@ class BenchSettings:
         _check_as_dream(self)
         _check_whole(self.steps, 1, "--steps")
         _check_whole(self.batch, 1, "--batch")
+        if self.guide is not None:
+            name, weight = _split_weight(self.guide)
+            if name not in BENCH_GUIDES or "=" in self.guide:
+                raise UserError(f"--guide {self.guide!r}: allowed are {', '.join(BENCH_GUIDES)} (NAME:weight)")
+            if not weight > 0:
+                raise UserError(f"--guide {self.guide!r}: its weight must be > 0")
