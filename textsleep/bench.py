@@ -3,6 +3,9 @@
 The cost of a step does not depend on the weights' values, so no download is
 needed: BigGAN-deep and CLIP are built from their real classes with random
 weights and the same :class:`~textsleep.dream.Dream` step a user runs is timed.
+``guide`` adds a preference model to the guiding ensemble, built as
+:mod:`textsleep.judges` builds it (HPS: ViT-H-14 with HPS's view; the aesthetic
+predictor: its MLP on ViT-L-14), also with random weights.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .devices import resolve_device, resolve_dtype
 from .dream import Dream, Judge
+from .guides import encode_prompts
+from .judges import HPS_ARCH
+from .prompts import Prompt
 from .render import render
+from .scorers import aesthetic_head, crop_preprocess, hps_preprocess
 from .settings import BenchSettings
 from .speed import Levers
 from .testing import random_biggan, random_clip
 
-__all__ = ["BenchResult", "run_bench"]
+__all__ = ["BenchResult", "run_bench", "random_guide"]
 
 
 @dataclass
@@ -53,6 +60,7 @@ class BenchResult:
     compile_s: float | None = None  # compiled: seconds of the first compiled step (the compile included)
     eager_median_s: float | None = None  # compiled: the eager step's median, timed in the same run
     levers: dict | None = None  # the levers the step ran with (textsleep.speed.Levers)
+    guide: str | None = None  # the preference model guiding beside the CLIP (NAME:weight)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,6 +100,7 @@ def run_bench(
     clip_model: str = BenchSettings.clip_model,
     augment: str = BenchSettings.augment,
     cutout_batch: int | None = BenchSettings.cutout_batch,
+    guide: str | None = BenchSettings.guide,
     breakdown: bool = BenchSettings.breakdown,
     compile: bool = BenchSettings.compile,
     levers: Levers | None = None,
@@ -103,6 +112,8 @@ def run_bench(
     and counts the arithmetic of each and of a whole step.  ``compile`` times
     the eager step first, then the compiled one on the same models: its first
     step (the compile) on its own, then the steady steps after a warm-up.
+    ``guide`` (``hps-v2.1:0.5``) guides with a preference model too (the
+    breakdown's CLIP part is the first CLIP's alone).
     """
     dev = resolve_device(device)
     dtype = resolve_dtype(precision, dev)
@@ -110,11 +121,13 @@ def run_bench(
     clip = random_clip(clip_model).to(dev, dtype)
     with torch.inference_mode():
         prompt = clip.encode_text(["upside down tree"])
-    judge = Judge(clip, prompt, torch.ones(1))
+    judges = [Judge(clip, prompt, torch.ones(1))]
+    if guide is not None:
+        judges.append(random_guide(guide, dev, dtype))
 
     def new_dream(compiled: bool) -> Dream:
         options = dict(cutouts=cutouts, augment=augment, cutout_batch=cutout_batch, levers=levers)
-        return Dream(biggan, [judge], seeds=list(range(batch)), compile=compiled, **options)
+        return Dream(biggan, judges, seeds=list(range(batch)), compile=compiled, **options)
 
     dream = new_dream(False)
     gc.collect()
@@ -164,7 +177,31 @@ def run_bench(
         compile_s=None if compile_s is None else round(compile_s, 2),
         eager_median_s=None if eager is None else round(eager, 4),
         levers=asdict(dream.levers),
+        guide=guide,
     )
+
+
+def random_guide(spec: str, device: torch.device, dtype: torch.dtype, text: str = "upside down tree") -> Judge:
+    """A preference model of the guiding ensemble at full size with random weights: ``hps-v2.1:0.5``, ``aesthetic``."""
+    name, sep, raw = spec.partition(":")
+    name, weight = name.strip().lower(), float(raw) if sep else 1.0
+    if name.startswith("hps"):
+        clip = random_clip(HPS_ARCH).to(device, dtype)
+
+        def view(images: torch.Tensor) -> torch.Tensor:
+            return hps_preprocess(images, clip.image_size)
+
+        return Judge(clip, *encode_prompts(clip, [Prompt(text)]), weight, view=view, name=name)
+    if name == "aesthetic":
+        clip = random_clip("ViT-L-14").to(device, dtype)
+        none = torch.zeros(0, 1, device=device), torch.zeros(0, device=device)
+
+        def view(images: torch.Tensor) -> torch.Tensor:
+            return crop_preprocess(images, clip.image_size)
+
+        head = aesthetic_head(clip.model.visual.output_dim).to(device)
+        return Judge(clip, *none, weight, view=view, head=head, name=name)
+    raise ValueError(f"guide {spec!r}: bench builds hps-v2.1, hps-v2 or aesthetic")
 
 
 def _matmul_rate(dev: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:

@@ -12,6 +12,14 @@ Each cutout is a square whose side is drawn like big-sleep's (a normal around
   saturation (Kornia's colour adjustments), and a random square of each cutout
   blanked out.  Steadier against adversarial textures, at the price of a
   slower start.
+- ``fusedream``: FuseDream's own (its ``AugmentLoss``: DiffAugment's
+  ``color,translation,resize,cutout`` on copies of the whole picture, then
+  resized to CLIP's input).  Each "cutout" is the whole picture with a random
+  brightness (±0.25), saturation (×0–2) and contrast (×0.5–1.5, about the
+  picture's mean), moved by up to 1/8 of its side and scaled by 0.8–1.2 about
+  its centre, grey where it leaves the frame, and a grey square half the side
+  at a random place.  FuseDream shifts and scales by whole pixels and draws one
+  scale per step for all copies; here both are continuous and drawn per copy.
 
 Every random number comes from the ``torch.Generator`` passed in, so a dream is
 reproducible and resumable.
@@ -54,6 +62,13 @@ class Cutouts:
     def boxes(self, batch: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
         """Corner points (N, 4, 2) — top-left, top-right, bottom-right, bottom-left — for N = batch·count."""
         n = batch * self.count
+        if self.augment == "fusedream":  # the whole picture, scaled about its centre and moved
+            ratio = torch.rand(n, generator=generator) * (_FD_SCALE[1] - _FD_SCALE[0]) + _FD_SCALE[0]
+            shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * _FD_SHIFT
+            unit = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+            # the output's point u shows the picture's point (u − ½) / ratio + ½ − shift (as fractions of its sides)
+            frac = (unit[None] - 0.5) / ratio[:, None, None] + 0.5 - shift[:, None, :]
+            return frac * torch.tensor([width - 1.0, height - 1.0])
         side = min(height, width)
         frac = (torch.randn(n, generator=generator) * 0.3 + 0.8).clamp(self.min_frac, self.max_frac)
         s = frac * side
@@ -111,6 +126,16 @@ class Cutouts:
             x0 = (torch.rand(n, generator=generator) * (self.size - hole)).long()
             y0 = (torch.rand(n, generator=generator) * (self.size - hole)).long()
             colour = (brightness, contrast, saturation, x0, y0)
+        elif self.augment == "fusedream":
+
+            def uniform(low: float, high: float) -> torch.Tensor:
+                return torch.rand(n, generator=generator) * (high - low) + low
+
+            brightness, saturation, contrast = uniform(-0.25, 0.25), uniform(0.0, 2.0), uniform(0.5, 1.5)
+            hole = round(self.size * _FD_HOLE)
+            x0 = (torch.rand(n, generator=generator) * self.size).long() - hole // 2  # (the centre anywhere)
+            y0 = (torch.rand(n, generator=generator) * self.size).long() - hole // 2
+            colour = (brightness, saturation, contrast, x0, y0)
         noise = None
         if self.augment in ("light", "strong") and self.noise > 0:
             shape = (n, 3, self.size, self.size)
@@ -135,16 +160,24 @@ class Cutouts:
         # (copies of the draw to the device never wait for it: the draw is fresh and read by nothing else)
         boxes = draw.boxes[start:stop].to(images.device, torch.float32, non_blocking=True)
         grid = self.grid(boxes, h, w).to(images.dtype)
+        fused = self.augment == "fusedream"
+        source = images - 0.5 if fused else images  # (fusedream: centred, so what lies outside the frame is grey)
         parts = []
         for picture in range(start // self.count, (stop - 1) // self.count + 1):
             lo, hi = max(start, picture * self.count) - start, min(stop, (picture + 1) * self.count) - start
             # the CPU kernel works on one batch entry per thread: the picture is (viewed) once per thread
             k = _groups(hi - lo, images.device)
             g = rearrange(grid[lo:hi], "(k n) y x c -> k (n y) x c", k=k)
-            source = images[picture : picture + 1].expand(k, -1, -1, -1)
-            sampled = F.grid_sample(source, g, mode="bilinear", padding_mode="reflection", align_corners=True)
+            one = source[picture : picture + 1].expand(k, -1, -1, -1)
+            padding = "zeros" if fused else "reflection"
+            sampled = F.grid_sample(one, g, mode="bilinear", padding_mode=padding, align_corners=True)
             parts.append(rearrange(sampled, "k c (n y) x -> (k n) c y x", y=self.size))
         cut = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if fused:
+            pictures = torch.arange(start, stop, device=images.device) // self.count
+            means = source.mean(dim=(1, 2, 3))[pictures]  # (each copy's whole picture: DiffAugment's contrast)
+            params = [t[start:stop].to(cut.device, non_blocking=True) for t in draw.colour]
+            return self._fusedream_colour(cut, (grid.abs() <= 1).all(-1), means, params) + 0.5
         if draw.colour is not None:
             cut = self._colour_and_erase(cut, [t[start:stop].to(cut.device, non_blocking=True) for t in draw.colour])
         if draw.noise is not None:
@@ -175,6 +208,28 @@ class Cutouts:
         keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
         return cut * keep[:, None].to(cut.device, cut.dtype)
 
+    def _fusedream_colour(
+        self, cut: torch.Tensor, inside: torch.Tensor, means: torch.Tensor, params: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """DiffAugment's colour changes on centred copies (N, 3, S, S), in its order (brightness, saturation,
+        contrast about the picture's mean), then grey outside the frame (``inside`` (N, S, S)) and in the square.
+        """
+        brightness, saturation, contrast, x0, y0 = params
+        b, s, c = (t.to(cut.dtype).view(-1, 1, 1, 1) for t in (brightness, saturation, contrast))
+        x = cut + b
+        grey = x.mean(dim=1, keepdim=True)
+        x = (x - grey) * s + grey
+        mean = means.to(cut.dtype).view(-1, 1, 1, 1) + b  # (saturation keeps each pixel's mean, so the picture's)
+        x = (x - mean) * c + mean
+        hole, grid = round(self.size * _FD_HOLE), torch.arange(self.size, device=cut.device)
+        inside_x = (grid[None] >= x0[:, None]) & (grid[None] < (x0 + hole)[:, None])
+        inside_y = (grid[None] >= y0[:, None]) & (grid[None] < (y0 + hole)[:, None])
+        keep = inside & ~(inside_y[:, :, None] & inside_x[:, None, :])
+        return x * keep[:, None].to(x.dtype)
+
+
+_FD_SCALE, _FD_SHIFT, _FD_HOLE = (0.8, 1.2), 0.125, 0.5  # DiffAugment's rand_resize, rand_translation, rand_cutout
+
 
 def _groups(rows: int, device: torch.device) -> int:
     """Into how many equal groups to split ``rows`` cutouts: the most, up to the CPU's threads, that divide them."""
@@ -188,5 +243,7 @@ class Draw:
     """The random part of a set of cutouts: where they are, and their colour changes and noise."""
 
     boxes: torch.Tensor  # (N, 4, 2) corner points in picture pixels
-    colour: tuple[torch.Tensor, ...] | None  # strong: brightness, contrast, saturation, hole x, hole y (each (N,))
+    # strong: brightness, contrast, saturation, hole x, hole y (each (N,)); fusedream: brightness, saturation,
+    # contrast, hole x, hole y
+    colour: tuple[torch.Tensor, ...] | None
     noise: torch.Tensor | None  # (N, 3, size, size) standard normal, scaled by the preset's noise

@@ -9,24 +9,19 @@ save, stop).
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-
 import torch
-from PIL import Image
 
 from . import losses
 from .cutouts import Cutouts
 from .fastclip import use_attention
-from .latents import EMA, Latents
-from .media import centre_square
+from .guides import Judge, encode_prompts, prompt_scale, score_images
+from .latents import EMA, Latents, MixedLatents
 from .models import Clip
-from .prompts import Prompt
 from .render import num_latents, render
 from .settings import DreamSettings
 from .speed import Levers, compiled
 
-__all__ = ["Dream", "Step", "Judge", "prompt_scale"]
+__all__ = ["Dream", "Step", "Judge", "encode_prompts", "score_images", "prompt_scale"]
 
 
 class Step:
@@ -89,62 +84,6 @@ class Step:
         return f"Step(index={self.index}, loss={self.loss!r}, score={self.score!r}, losses={self.losses!r})"
 
 
-@dataclass
-class Judge:
-    """A CLIP model with the prompts encoded for it, and its share of the loss."""
-
-    clip: Clip
-    prompt_embeds: torch.Tensor  # (P, D) unit vectors
-    prompt_weights: torch.Tensor  # (P,)
-    weight: float = 1.0
-
-
-def encode_prompts(clip: Clip, prompts: list[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit embeddings (P, D) of text and image prompts, and their weights (P,); warns of a text CLIP cuts off."""
-    embeds = []
-    with torch.inference_mode():
-        for p in prompts:
-            if p.kind == "text":
-                if clip.too_long(p.value):
-                    message = f"prompt {p.value[:40]!r}… is longer than CLIP's {clip.context_length} tokens; cut off"
-                    warnings.warn(message, stacklevel=2)
-                embeds.append(clip.encode_text([p.value])[0])
-            else:
-                with Image.open(p.value) as im:
-                    image = centre_square(im, clip.image_size).to(clip.device)
-                embeds.append(clip.encode_image(image)[0])
-    weights = torch.tensor([p.weight for p in prompts], dtype=torch.float32, device=clip.device)
-    return torch.stack(embeds).float(), weights
-
-
-def prompt_scale(judge: Judge) -> torch.Tensor:
-    """The sum of a judge's prompt weights' sizes: a score divided by it is the weighted mean over prompts, so that
-    ``"a|a|a"`` scores as ``"a"`` does (the loss keeps the plain weighted sum: its gradient is unchanged)."""
-    return judge.prompt_weights.abs().sum().clamp_min(1e-12)
-
-
-@torch.inference_mode()
-def score_images(judges: list[Judge], images: torch.Tensor) -> torch.Tensor:
-    """Weighted CLIP similarity of whole pictures (one resized view each), the weighted mean over prompts, averaged
-    over judges: (B,)."""
-    total = sum(j.weight for j in judges)
-    score = torch.zeros(images.shape[0])
-    for j in judges:
-        view = torch.nn.functional.interpolate(
-            images.float(), size=j.clip.image_size, mode="bilinear", antialias=True, align_corners=False
-        )
-        embeds = j.clip.encode_image(view.to(j.clip.device))[:, None]
-        score += (
-            j.weight
-            / total
-            * losses.clip_similarity(embeds, j.prompt_embeds.to(j.clip.device), j.prompt_weights.to(j.clip.device))
-            .float()
-            .cpu()
-            / prompt_scale(j).float().cpu()
-        )
-    return score
-
-
 def _rows_by_picture(start: int, stop: int, count: int) -> list[tuple[int, slice]]:
     """Rows start…stop−1 of pictures × ``count`` cutouts, split by picture: [(picture, rows of its draw)]."""
     out = []
@@ -159,13 +98,19 @@ def _rows_by_picture(start: int, stop: int, count: int) -> list[tuple[int, slice
 class Dream:
     """One dream in progress: one picture per seed, optimised towards the same prompts.
 
-    With several judges (CLIP models) the similarity is their weighted mean, each
-    judge seeing cutouts at its own input size and with its own normalisation.
-    Each picture draws every random number from its own seeded generator, so a
-    picture is the same whether it is dreamt alone or in a batch.  ``compile``
-    runs BigGAN and CLIP through ``torch.compile`` (the same picture, to
-    rounding); ``levers`` say how the step computes (:class:`~textsleep.speed.Levers`,
-    by default what this device was measured fastest with).
+    With several judges (the guiding ensemble: CLIPs, preference models, see
+    :mod:`textsleep.guides`) the similarity is their weighted mean, each judge
+    seeing cutouts at its own input size, through its own view and
+    normalisation; a judge of weight 0 is left out.  ``bases`` K > 1 learns each
+    picture's latents as FuseDream's mix of K bases (:class:`~textsleep.latents.MixedLatents`);
+    ``latent_noise`` σ adds N(0, σ²) to the latents BigGAN is given each step
+    (to each ``z`` and each class vector), as FuseDream adds it to its mixed
+    latent and class embedding.  Each picture draws every random number from
+    its own seeded generator, so a picture is the same whether it is dreamt
+    alone or in a batch.  ``compile`` runs BigGAN and CLIP through
+    ``torch.compile`` (the same picture, to rounding); ``levers`` say how the
+    step computes (:class:`~textsleep.speed.Levers`, by default what this
+    device was measured fastest with).
     """
 
     def __init__(
@@ -185,6 +130,8 @@ class Dream:
         cutout_batch: int | None = DreamSettings.cutout_batch,
         compile: bool = DreamSettings.compile,
         levers: Levers | None = None,
+        bases: int = DreamSettings.bases,
+        latent_noise: float = DreamSettings.latent_noise,
     ) -> None:
         self.biggan = biggan
         self.extra_loss = extra_loss  # optional f(images (B,3,H,W)) -> (B,) added to the loss, e.g. a pixel loss
@@ -196,13 +143,21 @@ class Dream:
         self.truncation, self.max_classes = truncation, max_classes
         self.seeds = list(seeds)
         self.generators = [torch.Generator().manual_seed(seed) for seed in self.seeds]
-        self.latents = Latents(
-            num_latents(biggan),
-            generators=self.generators,
-            truncation=truncation,
-            max_classes=max_classes,
-            class_temperature=class_temperature,
-        ).to(self.device)
+        if bases > 1 and max_classes:
+            raise ValueError(f"bases={bases} mixes class vectors, which max_classes' top-k cannot hold")
+        if bases > 1:
+            self.latents = MixedLatents(
+                num_latents(biggan), bases=bases, generators=self.generators, truncation=truncation
+            ).to(self.device)
+        else:
+            self.latents = Latents(
+                num_latents(biggan),
+                generators=self.generators,
+                truncation=truncation,
+                max_classes=max_classes,
+                class_temperature=class_temperature,
+            ).to(self.device)
+        self.latent_noise = latent_noise
         self.lr, self.ema_decay = lr, ema_decay
         self._reset_optimiser()
         self.cutouts = [Cutouts(j.clip.image_size, cutouts, augment) for j in judges]
@@ -235,6 +190,8 @@ class Dream:
             ema_decay=s.ema_decay,
             extra_loss=extra_loss,
             compile=s.compile,
+            bases=s.bases,
+            latent_noise=s.latent_noise,
         )
 
     def aim(self, targets: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -250,12 +207,19 @@ class Dream:
         self.optimizer = torch.optim.Adam(self.latents.parameters(), lr=self.lr)
 
     @torch.no_grad()
-    def start_from(self, z: torch.Tensor, logits: torch.Tensor) -> None:
-        """Replace the starting point (before the first step): best-of-K starts, inverted photos, other runs."""
+    def start_from(self, z: torch.Tensor | None, logits: torch.Tensor, *, bases: bool = False) -> None:
+        """Replace the starting point (before the first step): best-of-K starts, inverted photos, other runs.
+
+        ``z`` (B or 1, L, 128) and ``logits`` (B or 1, L, 1000) go to every basis of mixed latents; with ``bases``
+        they are one per basis, (B, K, L, 128) and (B, K, L, 1000).  ``z`` None keeps the latents drawn.
+        """
         if self.step_count:
             raise RuntimeError("start_from() must come before the first step")
-        self.latents.z.copy_(z.to(self.latents.z).expand_as(self.latents.z))
-        self.latents.logits.copy_(logits.to(self.latents.logits).expand_as(self.latents.logits))
+        mixed = self.latents.bases > 1
+        for target, value in ((self.latents.z, z), (self.latents.logits, logits)):
+            if value is not None:
+                value = value.to(target)
+                target.copy_((value.unsqueeze(-3) if mixed and not bases else value).expand_as(target))
         self.latents.clamp_()
         self._reset_optimiser()
 
@@ -275,6 +239,8 @@ class Dream:
         sim = torch.zeros(b, device=self.device)
         noise_device = images.device if self.levers.noise_on_device else None
         for judge, cutouts in zip(self.judges, self.cutouts):
+            if judge.weight == 0:  # (left out: no random numbers drawn, nothing computed)
+                continue
             use_attention(judge.clip.model, self.levers.attention)  # (each time: dreams may share a model)
             # (all random numbers first, in a fixed order)
             draws = [cutouts.draw(h, w, g, noise_device=noise_device) for g in self.generators]
@@ -287,14 +253,14 @@ class Dream:
                         for p, rows in _rows_by_picture(start, stop, cutouts.count)
                     ]
                 )
+                if judge.view is not None:
+                    cut = judge.view(cut)
                 embeds = self._encode(judge.clip, cut.to(judge.clip.device))
                 shares = [embeds.new_zeros(())] * b  # this batch's share of each picture's similarity
                 offset = 0
                 for p, rows in _rows_by_picture(start, stop, cutouts.count):
                     n = rows.stop - rows.start
-                    mean = losses.clip_similarity(
-                        embeds[None, offset : offset + n], judge.prompt_embeds, judge.prompt_weights
-                    )[0]
+                    mean = judge.similarity(embeds[None, offset : offset + n])[0]
                     shares[p] = mean * (judge.weight / total * n / cutouts.count)
                     offset += n
                 part = torch.stack(shares).to(self.device)
@@ -307,9 +273,8 @@ class Dream:
     def step(self) -> Step:
         if self.compile and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # a new step: the CUDA graphs' last outputs may be reused
-        images, terms = self._generate(
-            self.biggan, self.latents, self.latents.z, self.latents.logits, self.truncation, not self.max_classes
-        )
+        noise = self._noise() if self.latent_noise else None
+        images, terms = self._generate(self.biggan, self.latents, noise, self.truncation, not self.max_classes)
         # CLIP's part of the gradient is taken batch by batch of cutouts into a detached copy of the pictures,
         # then carried back through BigGAN once, with the other terms
         pixels = images.detach().requires_grad_()
@@ -336,6 +301,13 @@ class Dream:
                 _check_finite(*unchecked)
         return step
 
+    def _noise(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """σ·N(0, 1) for each picture's ``z`` (B, L, 128) and class vectors (B, L, 1000), from its own generator."""
+        (layers, z_dim), classes = self.latents.z.shape[-2:], self.latents.logits.shape[-1]
+        draws = [(torch.randn(1, layers, z_dim, generator=g), torch.randn(1, layers, classes, generator=g))
+                 for g in self.generators]  # fmt: skip
+        return tuple(torch.cat(d).to(self.device) * self.latent_noise for d in zip(*draws))
+
     def check_finite(self) -> None:
         """Raise FloatingPointError if a step's loss was not finite (without host_sync it is checked a step late)."""
         if self._unchecked is not None:
@@ -358,7 +330,7 @@ class Dream:
     @torch.no_grad()
     def latent_params(self, ema: bool = True) -> dict[str, torch.Tensor]:
         """``z`` (B, L, 128) and class vectors (B, L, 1000): the moving average by default."""
-        params = self.ema.averaged(self.latents) if ema else {k: p.detach() for k, p in self.latents.named_parameters()}
+        params = self.ema.averaged(self.latents) if ema else self.latents.current()
         return {"z": params["z"], "classes": self.latents.classes_from(params["logits"])}
 
     # -------------------------------------------------------------------------------- checkpoints
@@ -386,13 +358,18 @@ def _check_finite(index: int, loss: torch.Tensor) -> None:
         raise FloatingPointError(f"the loss became {loss.item()} at step {index}")
 
 
-def _generate(biggan, latents: Latents, z: torch.Tensor, logits: torch.Tensor, truncation: float, class_term: bool):
-    """The generator's part of a step: pictures (B, 3, H, W) and the regularisers {name: (B,)} from the latents."""
-    classes = latents.classes_from(logits)
-    images = render(biggan, z, classes, truncation)
+def _generate(biggan, latents, noise: tuple[torch.Tensor, torch.Tensor] | None, truncation: float, class_term: bool):
+    """The generator's part of a step: pictures (B, 3, H, W) and the regularisers {name: (B,)} from the latents.
+
+    ``noise`` is added to ``z`` and the class vectors BigGAN is given (not to what the regularisers see); the class
+    regulariser keeps each basis' class vectors to one class (so mixed latents may fuse classes).
+    """
+    z, classes = latents()
+    seen_z, seen_classes = (z, classes) if noise is None else (z + noise[0], classes + noise[1])
+    images = render(biggan, seen_z, seen_classes, truncation)
     terms = {"latent": losses.latent_loss(z, truncation)}
     if class_term:
-        terms["class"] = losses.class_loss(classes)
+        terms["class"] = losses.class_loss(classes if latents.bases == 1 else latents.basis_classes())
     return images, terms
 
 

@@ -30,7 +30,7 @@ from .media import contact_sheet
 from .models import Clip, ModelCache
 from .runs import RUN_FILES
 from .scorers import ClipJudge, Judge, resize_preprocess
-from .settings import DreamSettings
+from .settings import ClipSpec, DreamSettings
 
 __all__ = [
     "plan_eval",
@@ -93,9 +93,18 @@ def check_self_judging(
 ) -> list[str]:
     """The judges that also guide a dream of ``settings`` (DreamSettings fields, e.g. each job's): an error,
     or with ``allow`` the list to mark in the reports.
+
+    A dream's guides are the models of its ensemble (a weight of 0 leaves one out) and the judge that chose its
+    start (``--init-judge``: a start picked from thousands by a judge is optimised for it too).
     """
     judges = [parse_judge(spec) for spec in specs]
-    guides = {spec for given in settings for spec in DreamSettings(**{**given, "text": "x"}).clips()}
+    guides = set()
+    for given in settings:
+        dream = DreamSettings(**{**given, "text": "x"})
+        guides |= {spec for spec in dream.clips() if spec.weight > 0}
+        if dream.init_judge:
+            name, _, path = dream.init_judge.partition("=")
+            guides.add(ClipSpec(name.strip().lower(), path.strip()))
     found = self_judging(judges, sorted(guides, key=str), clip_model, clip_pretrained)
     if found and not allow:
         raise UserError(

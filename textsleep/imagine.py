@@ -20,10 +20,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .devices import device_info, resolve_device, resolve_dtype
 from .display import notebook_hook
-from .dream import Dream, Judge, Step, encode_prompts
+from .dream import Dream, Step
 from .errors import UserError, one_line
+from .guides import load_guide, load_scorer
 from .hooks import Hook, Status, as_hooks
 from .media import to_pil
 from .models import ModelCache
@@ -31,7 +34,7 @@ from .prompts import parse_story, story_parts
 from .render import num_latents
 from .runs import RunFolder, RunRecord
 from .settings import DreamSettings, canonical_options
-from .starts import choose_start
+from .starts import choose_start, judge_ranking
 from .upscale import check_upscale, upscale_run
 
 __all__ = ["Imagine", "DreamFailed", "PATIENCE_MARGIN"]
@@ -107,13 +110,15 @@ class Imagine:
         # 2. models
         self.device = device = resolve_device(s.device)
         self.dtype = dtype = resolve_dtype(s.precision, device)
-        clips = [(spec, self.models.clip(spec.name, spec.pretrained, device, dtype)) for spec in s.clips()]
+        # (a model of weight 0 is left out of the ensemble: not even loaded)
+        judges = [load_guide(spec, device, dtype, self.models) for spec in s.clips() if spec.weight > 0]
         biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
         self.record.device, self.record.dtype = str(device), str(dtype).removeprefix("torch.")
         self.record.device_name = device_info(device)["name"]
-        # 3. prompts: every part of a story, for every CLIP model
-        self._targets = [[encode_prompts(clip, part) for _, clip in clips] for part in self.story]
-        judges = [Judge(clip, *self._targets[0][i], spec.weight) for i, (spec, clip) in enumerate(clips)]
+        # 3. prompts: every part of a story, for every guiding model
+        self._targets = [[judge.encode(part) for judge in judges] for part in self.story]
+        for judge, (embeds, weights) in zip(judges, self._targets[0]):
+            judge.prompt_embeds, judge.prompt_weights = embeds, weights
         dream = Dream.from_settings(biggan, judges, s)
         # 4. the start: where the checkpoint left off, or as the settings ask
         if self._checkpoint is not None:
@@ -126,9 +131,18 @@ class Imagine:
                     "damaged or not this run's checkpoint"
                 ) from None
         else:
-            self.record.starts = choose_start(dream, s)
+            self.record.starts = choose_start(dream, s, score=self._init_judge(device))
         self.dream = dream
         return dream
+
+    def _init_judge(self, device):
+        """``--init-judge``: how the preference judge ranks start candidates (None: the guiding models rank them)."""
+        spec = self.settings.init_judge
+        if spec is None:
+            return None
+        name, _, path = spec.partition("=")
+        judge = load_scorer(name.strip().lower(), path.strip(), device, torch.float32, self.models)
+        return judge_ranking(judge, self.prompts)
 
     def steps(self) -> Iterator[Step]:
         """The loop (phase 5) as a generator: one :class:`Step` per iteration; no printing, no files.

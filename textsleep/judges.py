@@ -100,6 +100,7 @@ _AESTHETIC_HOME = (
     "sac+logos+ava1-l14-linearMSE.pth from https://github.com/christophschuhmann/improved-aesthetic-predictor"
 )
 _PROC_FILE = "preprocessor_config.json"  # the processor's file in LAION's CLIP-H repository
+_ALSO = "likewise --clip-model and --init-judge"  # (which take a judge to guide a dream, or to choose its start)
 
 
 def parse_judge(text: str) -> tuple[str, Path | None]:
@@ -176,11 +177,14 @@ def load_hps(name: str = "hps-v2.1", path: Path | None = None) -> ClipJudge:
     return ClipJudge(name, str(file), clip, hps_preprocess, factor=100.0, scale=info.scale)
 
 
-def load_aesthetic(path: Path | None = None, device="cpu", *, models: ModelCache | None = None) -> AestheticJudge:
+def load_aesthetic(
+    path: Path | None = None, device="cpu", *, models: ModelCache | None = None, dtype: torch.dtype = torch.float32
+) -> AestheticJudge:
     """LAION's improved aesthetic predictor: its MLP file, on the embeddings of OpenAI's ViT-L/14.
 
     A folder holds ``sac+logos+ava1-l14-linearMSE.pth`` and may hold, in open_clip's ``local-dir`` layout,
-    another CLIP to read embeddings with.  The Hub copy must be the published file (its SHA-256).
+    another CLIP to read embeddings with.  The Hub copy must be the published file (its SHA-256).  ``dtype`` is
+    the CLIP's (the MLP stays in float32).
     """
     info = JUDGES["aesthetic"]
     folder = path if path is not None and path.is_dir() else None
@@ -194,9 +198,9 @@ def load_aesthetic(path: Path | None = None, device="cpu", *, models: ModelCache
     _load_strict(head, state, file, "the aesthetic predictor's MLP")
     if folder and (folder / "open_clip_config.json").is_file():
         clip = wrap_clip(f"local-dir:{folder}", str(folder), open_clip.create_model(f"local-dir:{folder}"))
-        clip.to(device)
+        clip.to(device, dtype)
     else:
-        clip = (models or ModelCache()).clip(*AESTHETIC_CLIP, torch.device(device), torch.float32)
+        clip = (models or ModelCache()).clip(*AESTHETIC_CLIP, torch.device(device), dtype)
     dim = getattr(clip.model.visual, "output_dim", first.shape[1])
     if dim != first.shape[1]:
         raise UserError(f"{file}: an MLP on {first.shape[1]}-d embeddings, but {clip.name} gives {dim}-d ones")
@@ -208,7 +212,7 @@ def load_pickscore(path: Path | None = None) -> PickScoreJudge:
     try:
         import transformers  # noqa: PLC0415 (an optional extra)
     except ImportError:
-        raise UserError("--judge pickscore needs the transformers package: pip install 'textsleep[judges]'") from None
+        raise UserError("pickscore needs the transformers package: pip install 'textsleep[judges]'") from None
     info = JUDGES["pickscore"]
     own = path is not None and any((path / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
     sources = {"model": str(path) if path else info.repo, "processor": str(path) if own else PICKSCORE_PROCESSOR}
@@ -220,7 +224,9 @@ def load_pickscore(path: Path | None = None) -> PickScoreJudge:
         try:
             loaded[part] = load.from_pretrained(source, local_files_only=bool(problem))
         except (OSError, ValueError) as err:
-            how = _how("pickscore", f"or pass --judge pickscore=DIR (a folder transformers saved {info.repo} to)")
+            how = _how(
+                "pickscore", f"or pass --judge pickscore=DIR ({_ALSO}; a folder transformers saved {info.repo} to)"
+            )
             raise UserError(f"cannot load PickScore's {part} from {source} ({problem or one_line(err, 200)}); {how}")
     model = loaded["model"].eval().requires_grad_(False)
     images = loaded["processor"].image_processor
@@ -233,7 +239,7 @@ def load_pickscore(path: Path | None = None) -> PickScoreJudge:
 def _named_in(folder: Path, filename: str, name: str) -> Path:
     file = folder / filename
     if not file.is_file():
-        raise UserError(f"--judge {name}={folder}: the folder has no {filename}")
+        raise UserError(f"{name}={folder}: the folder has no {filename}")
     return file
 
 
@@ -285,7 +291,7 @@ def _hub_cached(repo: str, filename: str, repo_type: str | None = None) -> str |
 
 def _how(judge: str, local: str = "") -> str:
     info = JUDGES[judge]
-    local = local or f"or pass --judge {judge}=FILE (a copy of {info.file} from " + (
+    local = local or f"or pass --judge {judge}=FILE ({_ALSO}; a copy of {info.file} from " + (
         f"{_AESTHETIC_HOME.split(' from ')[1]})" if judge == "aesthetic" else f"the Hub repository {info.repo})"
     )
     return (

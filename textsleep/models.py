@@ -301,6 +301,12 @@ class ModelCache:
             self._models[key] = model.to(device, dtype)
         return self._models[key]
 
+    def keep(self, key: tuple, load):
+        """The model kept under ``key``, made by ``load()`` the first time (e.g. a preference model that guides)."""
+        if key not in self._models:
+            self._models[key] = load()
+        return self._models[key]
+
     def adopt(self, options: dict[str, Any]) -> dict[str, Any]:
         """Keep the models in dream ``options`` — ``biggan=`` a loaded BigGAN-deep, ``clip=`` a loaded :class:`Clip`
         or a list of them — and return the options with the settings that name them instead.

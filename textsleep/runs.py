@@ -35,7 +35,7 @@ import torch
 from filelock import FileLock, Timeout
 from PIL import Image
 
-from . import outputs
+from . import outputs, recipes
 from .errors import UserError
 from .hooks import Status
 from .media import VideoWriter, contact_sheet, to_pil, to_tensor
@@ -215,6 +215,7 @@ class RunRecord:
             "seed": s.seed,
             "seeds": s.seeds,
             "settings": s.to_dict(),
+            "recipe": recipes.record(s),
             "models": {"biggan": s.biggan_name, "clip": [dataclasses.asdict(c) for c in s.clips()]},
             "device": self.device,
             "device_name": self.device_name,

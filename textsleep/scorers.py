@@ -11,6 +11,7 @@ written in torch so gradients pass through it: judge under
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ __all__ = [
     "ClipJudge",
     "AestheticJudge",
     "PickScoreJudge",
+    "TransformersClip",
     "hps_preprocess",
     "crop_preprocess",
     "resize_preprocess",
@@ -190,6 +192,11 @@ class PickScoreJudge(Judge):
         self.model.to(device)
         return self
 
+    def as_clip(self) -> TransformersClip:
+        """Its model with a :class:`Clip`'s face (input size, normalisation, tokenizer), to guide a dream."""
+        mean, std = (tuple(t.flatten().tolist()) for t in (self.mean, self.std))
+        return TransformersClip("pickscore", self.source, self.model, self.tokenizer, self.image_size, mean, std)
+
     def score(self, images: torch.Tensor, prompts: str | Sequence[str]) -> torch.Tensor:
         device = next(self.model.parameters()).device
         pixels = self.preprocess(images.to(device))
@@ -199,6 +206,26 @@ class PickScoreJudge(Judge):
         image = F.normalize(_features(self.model.get_image_features(pixel_values=pixels)), dim=-1)
         text = F.normalize(_features(self.model.get_text_features(**tokens)), dim=-1)
         return self.model.logit_scale.exp() * (image * text).sum(-1)
+
+
+@dataclass
+class TransformersClip(Clip):
+    """A transformers ``CLIPModel`` as a :class:`Clip`: unit embeddings of pictures at ``image_size`` and of texts."""
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+        pixels = ((images - mean) / std).to(self.dtype)
+        return F.normalize(_features(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.context_length, return_tensors="pt"
+        )
+        return F.normalize(_features(self.model.get_text_features(**tokens.to(self.device))).float(), dim=-1)
+
+    def too_long(self, text: str) -> bool:
+        return len(self.tokenizer(text)["input_ids"]) > self.context_length
 
 
 def _features(output) -> torch.Tensor:

@@ -12,6 +12,9 @@ metadata (:func:`knob`) says, once:
 - ``identity``: whether it shapes the picture, so is part of a batch job's
   identity (``device`` or ``save_every`` do not).
 
+A ``recipe`` (:mod:`textsleep.recipes`) fills in a published method's
+choices for every field not given, whichever way the settings are made.
+
 :data:`RESUMABLE` and :data:`RUN_ONLY` are derived from it.  The other commands'
 options are settings dataclasses of the same kind (:class:`InvertSettings`,
 :class:`BenchSettings` here, the explorer's in :mod:`textsleep.explore`),
@@ -22,6 +25,7 @@ makes command-line options of any of them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -31,6 +35,7 @@ from typing import Any
 from .errors import UserError
 from .imagenet import NUM_CLASSES
 from .prompts import story_parts
+from .recipes import RECIPES, describe, recipe_settings
 
 __all__ = [
     "DreamSettings",
@@ -50,14 +55,20 @@ __all__ = [
     "LIMITS",
     "PAGE_LIMITS",
     "check_limit",
+    "PREFERENCE_MODELS",
 ]
 
 SIZES = (128, 256, 512)
 DEVICES = ("auto", "cpu", "cuda", "mps")
-AUGMENTS = ("none", "light", "strong")
+AUGMENTS = ("none", "light", "strong", "fusedream")
 KEEP = ("all", "best")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 UPSCALES = (2, 4)
+# the judges trained on people's choices (textsleep.judges.JUDGES, but for clip): they may guide a dream too
+PREFERENCE_MODELS = ("hps-v2.1", "hps-v2", "aesthetic", "pickscore")
+BENCH_GUIDES = ("hps-v2.1", "hps-v2", "aesthetic")  # the preference models bench builds at full size (no extra)
+MAX_BASES = 32
+MAX_LATENT_NOISE = 1.0
 
 # The most any size-like setting may ask for, checked when the settings are made (before anything is allocated):
 # far above what a picture needs, far below what would take a machine's memory or a week of its time.
@@ -130,6 +141,26 @@ def like(name: str, default: Any = MISSING, *, of: type | None = None, **changes
     return knob(f.default if default is MISSING else default, **meta)
 
 
+def _recipe_fills_in(cls):
+    """Give a settings dataclass's constructor recipes: ``recipe=NAME`` fills in every field the caller did not give.
+
+    (So an option given beside a recipe wins, however the settings are made; a copy with every field given, as
+    ``replace`` and ``from_dict`` of a saved record make, takes nothing from the recipe.)
+    """
+    init, names = cls.__init__, [f.name for f in dataclasses.fields(cls)]
+
+    @functools.wraps(init)
+    def __init__(self, *args, **given):
+        given = {**dict(zip(names, args)), **given}
+        if given.get("recipe") is not None:
+            given = {**recipe_settings(given["recipe"]), **given}
+        init(self, **given)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_recipe_fills_in
 @dataclass
 class DreamSettings:
     # --- what to dream ------------------------------------------------------------------------------------------------
@@ -142,12 +173,23 @@ class DreamSettings:
     images: tuple[str, ...] = knob((), "Image prompt PATH[:weight] (repeatable).", flag="--image")
     negatives: tuple[str, ...] = knob((), "Text to move away from (repeatable).", flag="--negative")
     change_every: int | None = knob(None, "With a story ('a ^ b ^ c'): move on to the next part every N steps.")
+    # --- a published method's choices --------------------------------------------------------------------------------
+    recipe: str | None = knob(
+        None,
+        "A published method's settings; every option given beside it wins. "
+        + "; ".join(f"{name}: {describe(name)}" for name in RECIPES)
+        + ".",
+        metavar="NAME",
+    )
     # --- how long and how hard ----------------------------------------------------------------------------------------
     iterations: int = knob(1000, "Optimisation steps.", short="-i", resume=True)
     patience: int | None = knob(None, "Stop when the best CLIP score has not improved for N steps.", resume=True)
     lr: float = knob(0.07, "Learning rate.")
     cutouts: int = knob(128, "Random crops CLIP sees per step.")
-    augment: str = knob("light", "Cutout augmentations: none, light or strong.")
+    augment: str = knob(
+        "light",
+        "Cutout augmentations: none, light, strong, or fusedream (FuseDream's, on copies of the whole picture).",
+    )
     seed: int | None = knob(None, "Random seed (random when omitted; always recorded).", show="random")
     # --- the generator ------------------------------------------------------------------------------------------------
     size: int = knob(512, "BigGAN-deep model: 128, 256 or 512.")
@@ -158,18 +200,31 @@ class DreamSettings:
     max_classes: int | None = knob(None, "Keep only the top-k ImageNet classes (differentiable top-k).")
     class_temperature: float = knob(2.0, "Temperature of that top-k.")
     ema_decay: float = knob(0.99, "Moving-average decay of the parameters (saved images use the average).")
+    bases: int = knob(
+        1, "FuseDream's latents: each a learnt per-coordinate softmax mix of K bases (the best K start candidates)."
+    )
+    latent_noise: float = knob(0.0, "Gaussian noise (sigma) added to the latents each step (FuseDream: 0.01).")
     # --- where the picture starts -------------------------------------------------------------------------------------
     init_candidates: int = knob(1, "Render K random starts and begin from the one CLIP likes best.")
+    init_judge: str | None = knob(
+        None,
+        f"Rank those K starts with a preference judge instead ({', '.join(PREFERENCE_MODELS)}; NAME=PATH for a local "
+        "copy).",
+        metavar="NAME[=PATH]",
+    )
     init_class: str | None = knob(None, "Start from this ImageNet class (index, name or '971) bubble').")
     init: str | None = knob(None, "Start from a finished run folder's latents.")
     num_images: int = knob(1, "Pictures dreamt at once (seeds seed, seed+1, …), each in its own sub-folder.")
     keep: str = knob("all", "With several pictures: keep all, or only the best.", resume=True)
     # --- the judges ---------------------------------------------------------------------------------------------------
     clip_model: tuple[str, ...] = knob(
-        ("ViT-B-32",), "open_clip model name or JSON config path; repeat for an ensemble, NAME:weight to weight one."
+        ("ViT-B-32",),
+        "open_clip model name or JSON config path, or a preference model (hps-v2.1, hps-v2, aesthetic, pickscore; "
+        "NAME=PATH for a local copy); repeat for an ensemble, NAME:weight to weight one (0: left out).",
     )
     clip_pretrained: tuple[str, ...] = knob(
-        ("openai",), "open_clip pretrained tag or checkpoint file (once for all models, or once per model)."
+        ("openai",),
+        "open_clip pretrained tag or checkpoint file (once for all open_clip models, or once per open_clip model).",
     )
     # --- where and how it runs ----------------------------------------------------------------------------------------
     device: str = knob("auto", "auto, cpu, cuda, cuda:N or mps.", resume=True, identity=False)
@@ -205,19 +260,30 @@ class DreamSettings:
         self.clips()  # validates the ensemble syntax
 
     def clips(self) -> list["ClipSpec"]:
-        """The CLIP models to optimise against, with their pretrained weights and loss weights."""
-        pretrained = self.clip_pretrained
-        if len(pretrained) not in (1, len(self.clip_model)):
+        """The models to optimise against, with their weights and loss weights.
+
+        An open_clip model's ``pretrained`` is its tag or file; a preference model's (``hps-v2.1``) is the local copy
+        given as ``NAME=PATH``, or ``""`` for its published weights.
+        """
+        pretrained, parsed = self.clip_pretrained, [_split_weight(item) for item in self.clip_model]
+        own = sum(_preference(name) is None for name, _ in parsed)  # the models --clip-pretrained is for
+        if len(pretrained) not in (1, own):
             raise UserError(
-                f"--clip-pretrained given {len(pretrained)} times for {len(self.clip_model)} --clip-model; give it "
-                "once (for all) or once per model"
+                f"--clip-pretrained given {len(pretrained)} times for {own} open_clip --clip-model; give it "
+                "once (for all) or once per open_clip model"
             )
-        specs = []
-        for i, item in enumerate(self.clip_model):
-            name, weight = _split_weight(item)
-            if any(spec.name == name for spec in specs):
-                raise UserError(f"--clip-model {name!r} is given twice; each model may appear once")
-            specs.append(ClipSpec(name, pretrained[i if len(pretrained) > 1 else 0], weight))
+        specs, i = [], 0
+        for name, weight in parsed:
+            preference = _preference(name)
+            if preference is not None:
+                spec = ClipSpec(*preference, weight)
+            else:
+                spec, i = ClipSpec(name, pretrained[i if len(pretrained) > 1 else 0], weight), i + 1
+            if any(other.name == spec.name for other in specs):
+                raise UserError(f"--clip-model {spec.name!r} is given twice; each model may appear once")
+            specs.append(spec)
+        if not any(spec.weight > 0 for spec in specs):
+            raise UserError("--clip-model: every weight is 0; give at least one model a weight > 0")
         return specs
 
     @property
@@ -290,10 +356,23 @@ def _split_weight(item: str) -> tuple[str, float]:
     try:
         weight = float(raw)
     except ValueError:
+        if _preference(name) is not None and "=" in name:  # a local copy's path with a drive letter, no weight
+            return item.strip(), 1.0
         raise UserError(f"--clip-model {item!r}: weight {raw!r} is not a number (write NAME:0.5)") from None
-    if not weight > 0:
-        raise UserError(f"--clip-model {item!r}: weight must be > 0")
+    if not weight >= 0:
+        raise UserError(f"--clip-model {item!r}: weight must be >= 0 (0 leaves the model out)")
     return name.strip(), weight
+
+
+def _preference(text: str) -> tuple[str, str] | None:
+    """``"hps-v2.1"`` → ``("hps-v2.1", "")``, ``"HPS-v2.1=PATH"`` → ``("hps-v2.1", PATH)``; None for other names."""
+    name, sep, path = text.partition("=")
+    name = name.strip().lower()
+    if name not in PREFERENCE_MODELS:
+        return None
+    if sep and not path.strip():
+        raise UserError(f"{text!r}: give the local copy's path after '=' (or no '=' for the published weights)")
+    return name, path.strip()
 
 
 def _whole(value: Any, least: int) -> bool:
@@ -403,6 +482,35 @@ def _check(s: DreamSettings) -> None:
     need(bool(s.clip_model) and all(m.strip() for m in s.clip_model), "--clip-model: must not be empty")
     need(bool(s.clip_pretrained), "--clip-pretrained: must not be empty")
     need(_whole(s.init_candidates, 1), f"--init-candidates {s.init_candidates!r}: must be a whole number >= 1")
+    need(
+        _whole(s.bases, 1) and s.bases <= MAX_BASES,
+        f"--bases {s.bases!r}: must be a whole number from 1 to {MAX_BASES}",
+    )
+    need(
+        isinstance(s.latent_noise, (int, float)) and 0 <= s.latent_noise <= MAX_LATENT_NOISE,
+        f"--latent-noise {s.latent_noise!r}: must be from 0 to {MAX_LATENT_NOISE}",
+    )
+    need(
+        s.bases == 1 or not s.max_classes,
+        f"--bases {s.bases} mixes class vectors, which --max-classes' top-k cannot hold; use one or the other",
+    )
+    need(
+        s.bases == 1 or s.init_candidates == 1 or s.init_candidates >= s.bases,
+        f"--bases {s.bases} takes the best {s.bases} start candidates: give --init-candidates >= {s.bases} (or 1 for "
+        "random bases)",
+    )
+    need(
+        s.init_judge is None or (_preference(s.init_judge) is not None and bool(s.init_judge.strip())),
+        f"--init-judge {s.init_judge!r}: not a preference judge; known are {', '.join(PREFERENCE_MODELS)} (NAME=PATH "
+        "for a local copy)",
+    )
+    need(
+        s.init_judge is None or s.init_candidates > 1,
+        f"--init-judge {s.init_judge} ranks start candidates: give --init-candidates K > 1",
+    )
+    need(
+        s.recipe is None or s.recipe in RECIPES, f"--recipe {s.recipe!r}: not a recipe; known are {', '.join(RECIPES)}"
+    )
     need(_whole(s.num_images, 1), f"--num-images {s.num_images!r}: must be a whole number >= 1")
     need(s.keep in KEEP, f"--keep {s.keep!r}: allowed are {', '.join(KEEP)}")
     need(
@@ -491,6 +599,12 @@ class BenchSettings:
     clip_model: str = like("clip_model", "ViT-B-32-quickgelu", help="open_clip model to build with random weights.")
     augment: str = like("augment")
     cutout_batch: int = like("cutout_batch", help="Cutouts CLIP encodes at once.")
+    guide: str | None = knob(
+        None,
+        f"Also guide with a preference model built at full size with random weights: {', '.join(BENCH_GUIDES)} "
+        "(NAME:weight to weight it).",
+        metavar="NAME[:W]",
+    )
     breakdown: bool = knob(False, "Also time BigGAN, cutouts and CLIP on their own and count their GFLOP.")
     compile: bool = like(
         "compile", help="Also time the step through torch.compile: compile time, steady step beside eager."
@@ -503,3 +617,9 @@ class BenchSettings:
         _check_whole(self.batch, 1, "--batch")
         check_limit(self.steps, "steps", "--steps")
         check_limit(self.batch, "num_images", "--batch")
+        if self.guide is not None:
+            name, weight = _split_weight(self.guide)
+            if name not in BENCH_GUIDES or "=" in self.guide:
+                raise UserError(f"--guide {self.guide!r}: allowed are {', '.join(BENCH_GUIDES)} (NAME:weight)")
+            if not weight > 0:
+                raise UserError(f"--guide {self.guide!r}: its weight must be > 0")

@@ -40,6 +40,9 @@ def bench(*, settings: BenchSettings, report: Report) -> None:
             f"{result.median_s / result.eager_median_s:.2f}); compile: {result.compile_s:.1f} s (the first step)"
         )
     typer.echo(f"  size {size}, cutouts {cutouts}, batch {batch}, device {result.device}, precision {result.precision}")
+    if settings.guide:
+        each = f"cutout batch {settings.cutout_batch}" if settings.cutout_batch else "all cutouts at once"
+        typer.echo(f"  guided by {settings.clip_model} and {settings.guide} ({each})")
     typer.echo(
         f"  {result.memory_kind}: {result.peak_memory_gb:.2f} GB; torch {result.torch}; min {result.min_s:.3f} s, "
         f"max {result.max_s:.3f} s"
