@@ -25,7 +25,7 @@ import dataclasses
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
-from .errors import UserError
+from .errors import SettingError, UserError
 from .imagenet import NUM_CLASSES
 from .prompts import story_parts
 
@@ -36,6 +36,7 @@ __all__ = [
     "BenchSettings",
     "knob",
     "like",
+    "flag_of",
     "RESUMABLE",
     "RUN_ONLY",
     "SIZES",
@@ -86,6 +87,18 @@ def knob(
         "hidden": hidden,
     }
     return field(default=default, metadata=meta)
+
+
+def flag_of(cls: type, name: str) -> str:
+    """The command-line option of a settings field: its ``flag``, else ``--name-with-dashes``."""
+    meta = next((f.metadata for f in dataclasses.fields(cls) if f.name == name), {})
+    return meta.get("flag") or "--" + name.replace("_", "-")
+
+
+def _bad(settings: Any, name: str, reason: str, value: Any = MISSING) -> SettingError:
+    """The error for a field of ``settings`` (a dataclass) whose value is not allowed."""
+    value = getattr(settings, name) if value is MISSING else value
+    return SettingError(name, value, reason, flag=flag_of(type(settings), name))
 
 
 def like(name: str, default: Any = MISSING, *, of: type | None = None, **changes: Any):
@@ -168,15 +181,17 @@ class DreamSettings:
         """The CLIP models to optimise against, with their pretrained weights and loss weights."""
         pretrained = self.clip_pretrained
         if len(pretrained) not in (1, len(self.clip_model)):
-            raise UserError(
-                f"--clip-pretrained given {len(pretrained)} times for {len(self.clip_model)} --clip-model; give it "
-                "once (for all) or once per model"
+            raise _bad(
+                self,
+                "clip_pretrained",
+                f"given {len(pretrained)} times for {len(self.clip_model)} CLIP models; give it once (for all) or "
+                "once per model",
             )
         specs = []
         for i, item in enumerate(self.clip_model):
-            name, weight = _split_weight(item)
+            name, weight = _split_weight(self, item)
             if any(spec.name == name for spec in specs):
-                raise UserError(f"--clip-model {name!r} is given twice; each model may appear once")
+                raise _bad(self, "clip_model", "given twice; each model may appear once", name)
             specs.append(ClipSpec(name, pretrained[i if len(pretrained) > 1 else 0], weight))
         return specs
 
@@ -241,16 +256,16 @@ def _tuple(value) -> tuple:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _split_weight(item: str) -> tuple[str, float]:
+def _split_weight(s: DreamSettings, item: str) -> tuple[str, float]:
     name, sep, raw = item.rpartition(":")
     if not sep or len(name) == 1:  # no weight (or a Windows drive letter)
         return item.strip(), 1.0
     try:
         weight = float(raw)
     except ValueError:
-        raise UserError(f"--clip-model {item!r}: weight {raw!r} is not a number (write NAME:0.5)") from None
+        raise _bad(s, "clip_model", f"weight {raw!r} is not a number (write NAME:0.5)", item) from None
     if not weight > 0:
-        raise UserError(f"--clip-model {item!r}: weight must be > 0")
+        raise _bad(s, "clip_model", "weight must be > 0", item)
     return name.strip(), weight
 
 
@@ -259,52 +274,52 @@ def _whole(value: Any, least: int) -> bool:
 
 
 def _check(s: DreamSettings) -> None:
-    def need(ok: bool, message: str) -> None:
+    def need(ok: bool, name: str, reason: str) -> None:
         if not ok:
-            raise UserError(message)
+            raise _bad(s, name, reason)
 
-    need(_whole(s.iterations, 1), f"--iterations {s.iterations!r}: must be a whole number >= 1")
-    need(_whole(s.cutouts, 1), f"--cutouts {s.cutouts!r}: must be a whole number >= 1")
-    need(_whole(s.cutout_batch, 1), f"--cutout-batch {s.cutout_batch!r}: must be a whole number >= 1")
-    need(s.lr > 0, f"--lr {s.lr!r}: must be > 0")
-    need(s.size in SIZES, f"--size {s.size!r}: allowed sizes are {', '.join(map(str, SIZES))}")
-    need(0 < s.truncation <= 1, f"--truncation {s.truncation!r}: must be in (0, 1]")
+    need(_whole(s.iterations, 1), "iterations", "must be a whole number >= 1")
+    need(_whole(s.cutouts, 1), "cutouts", "must be a whole number >= 1")
+    need(_whole(s.cutout_batch, 1), "cutout_batch", "must be a whole number >= 1")
+    need(s.lr > 0, "lr", "must be > 0")
+    need(s.size in SIZES, "size", f"allowed sizes are {', '.join(map(str, SIZES))}")
+    need(0 < s.truncation <= 1, "truncation", "must be in (0, 1]")
     need(
         s.max_classes is None or 1 <= s.max_classes <= NUM_CLASSES,
-        f"--max-classes {s.max_classes!r}: must be between 1 and {NUM_CLASSES}",
+        "max_classes",
+        f"must be between 1 and {NUM_CLASSES}",
     )
-    need(s.class_temperature > 0, f"--class-temperature {s.class_temperature!r}: must be > 0")
-    need(0 <= s.ema_decay < 1, f"--ema-decay {s.ema_decay!r}: must be in [0, 1)")
-    need(_whole(s.save_every, 1), f"--save-every {s.save_every!r}: must be a whole number >= 1")
-    need(
-        s.device.split(":")[0] in DEVICES,
-        f"--device {s.device!r}: allowed are {', '.join(DEVICES)} (cuda:N also works)",
-    )
-    need(s.precision in PRECISIONS, f"--precision {s.precision!r}: allowed are {', '.join(PRECISIONS)}")
-    need(s.augment in AUGMENTS, f"--augment {s.augment!r}: allowed are {', '.join(AUGMENTS)}")
-    need(s.seed is None or (_whole(s.seed, 0) and s.seed < 2**63), f"--seed {s.seed!r}: must be a whole number >= 0")
-    need(bool(s.clip_model) and all(m.strip() for m in s.clip_model), "--clip-model: must not be empty")
-    need(bool(s.clip_pretrained), "--clip-pretrained: must not be empty")
-    need(_whole(s.init_candidates, 1), f"--init-candidates {s.init_candidates!r}: must be a whole number >= 1")
-    need(_whole(s.num_images, 1), f"--num-images {s.num_images!r}: must be a whole number >= 1")
-    need(s.keep in KEEP, f"--keep {s.keep!r}: allowed are {', '.join(KEEP)}")
+    need(s.class_temperature > 0, "class_temperature", "must be > 0")
+    need(0 <= s.ema_decay < 1, "ema_decay", "must be in [0, 1)")
+    need(_whole(s.save_every, 1), "save_every", "must be a whole number >= 1")
+    need(s.device.split(":")[0] in DEVICES, "device", f"allowed are {', '.join(DEVICES)} (cuda:N also works)")
+    need(s.precision in PRECISIONS, "precision", f"allowed are {', '.join(PRECISIONS)}")
+    need(s.augment in AUGMENTS, "augment", f"allowed are {', '.join(AUGMENTS)}")
+    need(s.seed is None or (_whole(s.seed, 0) and s.seed < 2**63), "seed", "must be a whole number >= 0")
+    need(bool(s.clip_model) and all(m.strip() for m in s.clip_model), "clip_model", "must not be empty")
+    need(bool(s.clip_pretrained), "clip_pretrained", "must not be empty")
+    need(_whole(s.init_candidates, 1), "init_candidates", "must be a whole number >= 1")
+    need(_whole(s.num_images, 1), "num_images", "must be a whole number >= 1")
+    need(s.keep in KEEP, "keep", f"allowed are {', '.join(KEEP)}")
     need(
         s.patience is None or _whole(s.patience, 1),
-        f"--patience {s.patience!r}: must be a whole number >= 1 (steps without a better score)",
+        "patience",
+        "must be a whole number >= 1 (steps without a better score)",
     )
     need(
         s.change_every is None or _whole(s.change_every, 1),
-        f"--change-every {s.change_every!r}: must be a whole number >= 1 (steps per part of a story)",
+        "change_every",
+        "must be a whole number >= 1 (steps per part of a story)",
     )
-    story = len(story_parts(s.text)) > 1
-    need(
-        not story or s.change_every is not None,
-        f"story {s.text!r}: give --change-every N, the steps spent on each part",
-    )
-    need(
-        s.upscale is None or s.upscale in UPSCALES,
-        f"--upscale {s.upscale!r}: allowed are {', '.join(map(str, UPSCALES))}",
-    )
+    if len(story_parts(s.text)) > 1 and s.change_every is None:
+        raise SettingError(
+            "change_every",
+            None,
+            f"story {s.text!r}: give {{option}}, the steps spent on each part",
+            flag=flag_of(DreamSettings, "change_every"),
+            missing=True,
+        )
+    need(s.upscale is None or s.upscale in UPSCALES, "upscale", f"allowed are {', '.join(map(str, UPSCALES))}")
 
 
 def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -316,9 +331,9 @@ def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in options.items()}
 
 
-def _check_whole(value: Any, least: int, flag: str) -> None:
-    if not _whole(value, least):
-        raise UserError(f"{flag} {value!r}: must be a whole number >= {least}")
+def _check_whole(settings: Any, name: str, least: int) -> None:
+    if not _whole(getattr(settings, name), least):
+        raise _bad(settings, name, f"must be a whole number >= {least}")
 
 
 def _check_as_dream(settings: Any) -> None:
@@ -352,10 +367,10 @@ class InvertSettings:
 
     def __post_init__(self) -> None:
         _check_as_dream(self)
-        _check_whole(self.pixel_size, 1, "--pixel-size")
-        _check_whole(self.candidates, 1, "--candidates")
+        _check_whole(self, "pixel_size", 1)
+        _check_whole(self, "candidates", 1)
         if not self.pixel_weight >= 0:
-            raise UserError(f"--pixel-weight {self.pixel_weight!r}: must be >= 0")
+            raise _bad(self, "pixel_weight", "must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -375,5 +390,5 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         _check_as_dream(self)
-        _check_whole(self.steps, 1, "--steps")
-        _check_whole(self.batch, 1, "--batch")
+        _check_whole(self, "steps", 1)
+        _check_whole(self, "batch", 1)
