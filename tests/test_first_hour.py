@@ -158,3 +158,12 @@ def test_every_option_readme_uses_is_one_its_command_has():
         )
         missing = [f for f in flags if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", known)]
         assert not missing, f"README: textsleep {command} ... {missing} (not in textsleep {command} --help)"
+
+
+def test_the_notebook_says_how_to_run_it_headless():
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "textsleep.ipynb").read_text())
+    first = "".join(notebook["cells"][0]["source"])
+    assert "jupyter execute notebooks/textsleep.ipynb" in first
+    code = "".join(notebook["cells"][1]["source"])
+    for variable in re.findall(r"TEXTSLEEP_[A-Z_]+", first):  # each variable it names is one the notebook reads
+        assert variable in code, variable

@@ -88,9 +88,9 @@ def write_clip(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config_file = folder / f"{name}.json"
-    if config is not None or not open_clip.get_model_config(name):
-        config_file.write_text(json.dumps(config or TINY_CLIP_CONFIG))
+    config_file, registered = folder / f"{name}.json", open_clip.get_model_config(name)
+    config_file.write_text(json.dumps(config or registered or TINY_CLIP_CONFIG))  # (written even when registered)
+    if config is not None or not registered:
         open_clip.add_model_config(config_file)
     torch.manual_seed(seed)
     model = open_clip.create_model(name, pretrained=None)
