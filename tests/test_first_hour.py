@@ -167,3 +167,28 @@ def test_the_notebook_says_how_to_run_it_headless():
     code = "".join(notebook["cells"][1]["source"])
     for variable in re.findall(r"TEXTSLEEP_[A-Z_]+", first):  # each variable it names is one the notebook reads
         assert variable in code, variable
+
+
+def test_readme_is_in_the_order_a_newcomer_reads_it():
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    headings = re.findall(r"(?m)^## (.+)$", re.sub(r"(?ms)^```.*?^```", "", text))
+    wanted = [
+        "Set up",
+        "Trying it without the real weights",
+        "Dreaming",
+        "When things go wrong",
+        "Better pictures for the same work",
+        "Overnight batches",
+        "Exploring BigGAN's latent space",
+        "Larger pictures",
+        "From Python",
+        "In a notebook",
+        "In the browser",
+        "Speed",
+        "How it works",
+        "Development",
+    ]
+    assert [h for h in headings if h in wanted] == wanted and headings[-1] == "Development"
+    assert "`latents.pt`" in text and "needs CLIP too" in text
+    assert ". .venv/bin/activate" in text and "--index-url https://download.pytorch.org/whl/cpu" in text
+    assert 'python -m pytest -q -m "not dream"' in text
