@@ -40,7 +40,7 @@ def test_cutouts_in_pieces_equal_cutouts_at_once():
 
 
 def test_cutout_batch_is_checked_and_may_change_on_resume(tiny_options, tiny_args):
-    with pytest.raises(UserError, match="--cutout-batch 0"):
+    with pytest.raises(UserError, match="cutout_batch=0"):
         DreamSettings(text="a", cutout_batch=0)
     result = CliRunner().invoke(app, ["dream", "a cat", *tiny_args, "--cutout-batch", "0"])
     assert result.exit_code == 2 and "--cutout-batch 0" in result.output

@@ -108,11 +108,11 @@ def test_invert_photo_calls_its_hooks_as_a_dreams_and_leaves_a_run_folder_as_a_d
 @pytest.mark.parametrize(
     "options, fragments",
     [
-        ({"pixel_size": 0}, ["--pixel-size 0"]),
+        ({"pixel_size": 0}, ["pixel_size=0"]),
         ({"video": True}, ["video=True", "no use for it"]),
         ({"text": "a cat", "num_images": 2}, ["text='a cat', num_images=2", "no use for them"]),
-        ({"clip_model": ("ViT-B-32", "RN50")}, ["--clip-model given 2 times"]),
-        ({"truncation": 2.0}, ["--truncation 2.0"]),
+        ({"clip_model": ("ViT-B-32", "RN50")}, ["clip_model=('ViT-B-32', 'RN50')", "one CLIP model"]),
+        ({"truncation": 2.0}, ["truncation=2.0"]),
     ],
 )
 def test_invert_photo_refuses_what_it_cannot_use_before_loading_anything(photo, tmp_path, options, fragments):

@@ -103,9 +103,9 @@ def test_ensemble_settings_errors():
         DreamSettings(text="a", clip_model=("ViT-B-32", "ViT-B-16:x"))
     with pytest.raises(UserError, match="given twice"):
         DreamSettings(text="a", clip_model=("ViT-B-32", "ViT-B-32:0.5"))
-    with pytest.raises(UserError, match="--init-candidates 0"):
+    with pytest.raises(UserError, match="init_candidates=0"):
         DreamSettings(text="a", init_candidates=0)
-    with pytest.raises(UserError, match="--num-images 0"):
+    with pytest.raises(UserError, match="num_images=0"):
         DreamSettings(text="a", num_images=0)
     specs = DreamSettings(text="a", clip_model=("ViT-B-32", "ViT-B-16:0.5")).clips()
     assert [(c.name, c.pretrained, c.weight) for c in specs] == [

@@ -1,24 +1,30 @@
 import pytest
 
 from textsleep import DreamSettings, UserError
+from textsleep.errors import SettingError, for_command_line
 
 
 @pytest.mark.parametrize(
-    "change, message",
+    "change, message, flag",
     [
-        ({"size": 300}, r"--size 300: allowed sizes are 128, 256, 512"),
-        ({"truncation": 0.0}, r"--truncation 0.0: must be in \(0, 1\]"),
-        ({"truncation": 1.5}, r"--truncation 1.5"),
-        ({"cutouts": 0}, r"--cutouts 0"),
-        ({"iterations": 0}, r"--iterations 0"),
-        ({"device": "tpu"}, r"--device 'tpu'"),
-        ({"precision": "int8"}, r"--precision 'int8'"),
-        ({"max_classes": 0}, r"--max-classes 0"),
+        ({"size": 300}, "size=300: allowed sizes are 128, 256, 512", "--size 300: allowed sizes are 128, 256, 512"),
+        ({"truncation": 0.0}, "truncation=0.0: must be in (0, 1]", "--truncation 0.0: must be in (0, 1]"),
+        ({"truncation": 1.5}, "truncation=1.5", "--truncation 1.5"),
+        ({"cutouts": 0}, "cutouts=0", "--cutouts 0"),
+        ({"iterations": 0}, "iterations=0", "--iterations 0"),
+        ({"device": "tpu"}, "device='tpu'", "--device 'tpu'"),
+        ({"precision": "int8"}, "precision='int8'", "--precision 'int8'"),
+        ({"max_classes": 0}, "max_classes=0", "--max-classes 0"),
+        ({"images": ("a.png",), "num_images": 0}, "num_images=0", "--num-images 0"),
+        ({"clip_model": ("ViT-B-32:x",)}, "clip_model='ViT-B-32:x': weight 'x'", "--clip-model 'ViT-B-32:x'"),
+        ({"text": "a ^ b"}, "give change_every=N, the steps", "give --change-every N, the steps"),
     ],
 )
-def test_bad_values_name_the_value_and_what_is_allowed(change, message):
-    with pytest.raises(UserError, match=message):
-        DreamSettings(text="x", **change)
+def test_bad_values_name_the_keyword_to_python_and_the_flag_to_the_command_line(change, message, flag):
+    with pytest.raises(SettingError) as err:
+        DreamSettings(**{"text": "x", **change})
+    assert isinstance(err.value, UserError) and message in str(err.value) and "--" not in str(err.value)
+    assert flag in for_command_line(err.value)
 
 
 def test_round_trip_and_unknown_keys():
@@ -95,13 +101,13 @@ def test_job_identity_leaves_out_the_run_only_fields(tmp_path):
 
 
 def test_stories_need_change_every_and_no_empty_part():
-    with pytest.raises(UserError, match="give --change-every N"):
+    with pytest.raises(UserError, match="give change_every=N"):
         DreamSettings(text="a forest ^ ashes")
     with pytest.raises(UserError, match="part 2 is empty"):
         DreamSettings(text="a ^ ^ b", change_every=5)
-    with pytest.raises(UserError, match="--change-every 0"):
+    with pytest.raises(UserError, match="change_every=0"):
         DreamSettings(text="a ^ b", change_every=0)
-    with pytest.raises(UserError, match="--patience 0"):
+    with pytest.raises(UserError, match="patience=0"):
         DreamSettings(text="a", patience=0)
-    with pytest.raises(UserError, match="--upscale 3: allowed are 2, 4"):
+    with pytest.raises(UserError, match="upscale=3: allowed are 2, 4"):
         DreamSettings(text="a", upscale=3)

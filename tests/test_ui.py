@@ -16,7 +16,7 @@ from textsleep.errors import UserError
 from textsleep.studio import Studio, batch_summary, caption, list_batches, list_runs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-EMPTY = 'error: empty prompt; give some words, e.g. textsleep "upside down tree"'
+EMPTY = 'error: empty prompt; type some words in the Prompt box, e.g. "upside down tree"'  # the page's advice
 
 
 @pytest.fixture
@@ -225,7 +225,7 @@ def test_dream_watch_and_stop_in_a_browser(page_url, browser, tiny_options, tmp_
     assert record["status"] == "finished" and record["steps_done"] == steps + 2
     assert list(Path(tiny_options["out"]).glob("a_red_cube*")) == runs
 
-    # a blank prompt: the command line's message on the page, and the page still works
+    # a blank prompt: the page's own advice, and the page still works
     page.get_by_label("Prompt").fill("  ")
     page.locator("#dream").click()
     page.wait_for_function("m => document.querySelector('#status').innerText.includes(m)", arg=EMPTY, timeout=30_000)

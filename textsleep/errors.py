@@ -2,7 +2,9 @@
 
 Anything raised as :class:`UserError` is shown by the CLI as a single line
 (``error: …``) with a non-zero exit code and no traceback.  Its message names
-the bad value and what is allowed instead.
+the bad value and what is allowed instead.  A :class:`SettingError` names the
+setting as its caller wrote it: ``size=100`` to Python, ``--size 100`` on the
+command line (:func:`for_command_line`).
 
 :class:`Interrupted` is a stop asked for by a signal (``SIGTERM`` from a
 cluster's time limit or ``scancel``, ``SIGHUP`` from a closed terminal).  It is
@@ -14,11 +16,42 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["UserError", "Interrupted", "one_line"]
+__all__ = ["UserError", "SettingError", "Interrupted", "one_line", "for_command_line"]
 
 
 class UserError(ValueError):
     """Bad input or a missing resource that the user can put right."""
+
+
+class SettingError(UserError):
+    """A setting's value is not allowed: ``size=100: allowed sizes are 128, 256, 512``.
+
+    ``name`` is the keyword (the settings field), ``flag`` its command-line
+    option, ``value`` the value given and ``reason`` what is wrong with it and
+    what is allowed; :attr:`command_line` words it with the flag.  A setting
+    that is ``missing`` has ``{option}`` in its reason where the words say how
+    to give it (``change_every=N``, ``--change-every N``).
+    """
+
+    def __init__(
+        self, name: str, value: object, reason: str, *, flag: str | None = None, missing: bool = False
+    ) -> None:
+        self.name, self.value, self.reason, self.missing = name, value, reason, missing
+        self.flag = flag or "--" + name.replace("_", "-")
+        super().__init__(self._worded(f"{name}=N" if missing else f"{name}={value!r}"))
+
+    def _worded(self, option: str) -> str:
+        return self.reason.replace("{option}", option) if self.missing else f"{option}: {self.reason}"
+
+    @property
+    def command_line(self) -> str:
+        """The message as the command line words it: ``--size 100: allowed sizes are 128, 256, 512``."""
+        return self._worded(f"{self.flag} N" if self.missing else f"{self.flag} {self.value!r}")
+
+
+def for_command_line(err: BaseException) -> str:
+    """An error's message for someone who typed options: a :class:`SettingError` names the flag, not the keyword."""
+    return err.command_line if isinstance(err, SettingError) else str(err)
 
 
 class Interrupted(KeyboardInterrupt):

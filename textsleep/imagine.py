@@ -25,15 +25,15 @@ import torch
 from .devices import device_info, resolve_device, resolve_dtype
 from .display import notebook_hook
 from .dream import Dream, Step
-from .errors import UserError, one_line
+from .errors import SettingError, UserError, one_line
 from .guides import load_guide, load_scorer
 from .hooks import Hook, Status, as_hooks
 from .media import to_pil
-from .models import ModelCache
+from .models import ModelCache, biggan_folder_size
 from .prompts import parse_story, story_parts
 from .render import num_latents
 from .runs import RunFolder, RunRecord
-from .settings import DreamSettings, canonical_options
+from .settings import SIZES, DreamSettings, canonical_options
 from .starts import choose_start, judge_ranking
 from .upscale import check_upscale, upscale_run
 
@@ -83,7 +83,7 @@ class Imagine:
             self.record.settings = self.record.settings.resumed_with(given)
             self._checkpoint = self.folder.load_checkpoint(self.record.settings)
         else:
-            s = DreamSettings.from_dict(given)
+            s = _sized_by_the_model(DreamSettings.from_dict(given))
             self.record = RunRecord(s if s.seed is not None else s.replace(seed=secrets.randbelow(2**31)))
             self.folder = RunFolder.at(run_dir) if run_dir is not None else None
         self.settings = s = self.record.settings
@@ -101,6 +101,17 @@ class Imagine:
     final_scores = property(lambda self: self.record.final_scores, doc="Each picture's CLIP score at the last save.")
     final_score = property(lambda self: self.record.final_scores[0], doc="The (first) picture's CLIP score.")
     best_scores = property(lambda self: self.record.best_scores, doc="Each picture's best saved CLIP score.")
+
+    @property
+    def pictures(self) -> list[tuple[Path, float | None]]:
+        """Each picture's ``image.png`` that is on disk, with its CLIP score: one per seed, or only the kept one with
+        ``keep="best"``.
+        """
+        if self.folder is None:
+            return []
+        scores = list(self.record.final_scores or []) + [None] * len(self.settings.seeds)
+        files = [self.folder.file("image", sub) for sub in self.folder.picture_dirs(self.settings.seeds)]
+        return [(file, score) for file, score in zip(files, scores) if file.is_file()]
 
     def prepare(self) -> Dream:
         """Load the models, encode the prompts and choose the start (once, on first use)."""
@@ -248,6 +259,20 @@ class Imagine:
     def image(self, ema: bool = True):
         """The current (first) picture as a PIL image."""
         return self.images(ema)[0]
+
+
+def _sized_by_the_model(s: DreamSettings) -> DreamSettings:
+    """The settings with the size of the BigGAN folder ``biggan`` names, so that the run records the size its pictures
+    have; a size other than the default that disagrees with the folder is refused.
+    """
+    size = biggan_folder_size(s.biggan) if s.biggan else None
+    if size is None or size == s.size or size not in SIZES:
+        return s
+    if s.size != DreamSettings.__dataclass_fields__["size"].default:
+        raise SettingError(
+            "size", s.size, f"the BigGAN in {s.biggan} makes {size} px pictures; give {size} or leave it out"
+        )
+    return s.replace(size=size)
 
 
 def _no_better_for(patience: dict, step: Step, steps: int) -> bool:

@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .devices import device_info, resolve_device, resolve_dtype
 from .dream import Dream, Judge
-from .errors import UserError
+from .errors import SettingError, UserError
 from .hooks import Hook, Status, as_hooks
 from .imagenet import class_names
 from .imagine import DreamFailed
@@ -56,11 +56,11 @@ def pixel_loss(images: torch.Tensor, target: torch.Tensor, size: int = 32) -> to
 
 
 def _check(pixel_weight: float, pixel_size: int, candidates: int) -> None:
-    for option, value in (("--pixel-size", pixel_size), ("--candidates", candidates)):
+    for name, value in (("pixel_size", pixel_size), ("candidates", candidates)):
         if value < 1:
-            raise UserError(f"{option} {value}: must be a whole number >= 1")
+            raise SettingError(name, value, "must be a whole number >= 1")
     if pixel_weight < 0:
-        raise UserError(f"--pixel-weight {pixel_weight!r}: must be >= 0")
+        raise SettingError("pixel_weight", pixel_weight, "must be >= 0")
 
 
 def invert(
@@ -140,7 +140,7 @@ def invert_photo(
         )
     s = DreamSettings(**{**_DEFAULTS, **options, "images": (str(photo),)})
     if len(s.clips()) != 1:
-        raise UserError(f"--clip-model given {len(s.clips())} times: an inversion uses one CLIP model")
+        raise SettingError("clip_model", s.clip_model, "an inversion uses one CLIP model")
     goal, hooks = load_photo(photo, s.size), as_hooks(on_step)
     run, status = RunRecord(s, kind="invert", status=Status.RUNNING), Status.FAILED
     try:

@@ -143,7 +143,7 @@ def load_judge(
     models = models or ModelCache()
     device = torch.device(device)
     if name == "clip":
-        clip = models.clip(clip_model, clip_pretrained, device, dtype)
+        clip = models.clip(clip_model, clip_pretrained, device, dtype, for_judge=True)
         return ClipJudge("clip", f"{clip_model} ({clip_pretrained})", clip, resize_preprocess)
     if name.startswith("hps"):
         return load_hps(name, path).to(device)

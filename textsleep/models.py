@@ -30,6 +30,7 @@ from .fetch import hub_problem
 __all__ = [
     "Clip",
     "load_biggan",
+    "biggan_folder_size",
     "load_clip",
     "biggan_config",
     "ModelCache",
@@ -54,6 +55,18 @@ def biggan_config(size: int, channel_width: int = 128):
     return BigGANConfig(
         output_dim=size, channel_width=channel_width, layers=list(_LAYERS[size]), attention_layer_position=8
     )
+
+
+def biggan_folder_size(name_or_path: str) -> int | None:
+    """The picture size of the BigGAN in a local folder, read from its ``config.json`` (None for a shortcut name, a
+    URL, or a folder without a readable config: those are checked when they load).
+    """
+    config = Path(name_or_path).expanduser() / "config.json"
+    try:
+        size = json.loads(config.read_text()).get("output_dim") if config.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return size if isinstance(size, int) else None
 
 
 def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progress: bool = True):
@@ -150,8 +163,11 @@ class Clip:
         return len(inner(text)) + 2 > self.context_length
 
 
-def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") -> Clip:
-    """Load an open_clip model by name (or JSON config path) with a pretrained tag or a checkpoint file."""
+def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu", *, for_judge: bool = False) -> Clip:
+    """Load an open_clip model by name (or JSON config path) with a pretrained tag or a checkpoint file.
+
+    ``for_judge``: the model is ``textsleep eval``'s CLIP judge, and advice names the judge's options.
+    """
 
     name = clip_name(name)
     quick_gelu = pretrained == "openai" and "quickgelu" not in name.lower()
@@ -167,7 +183,7 @@ def load_clip(name: str, pretrained: str, device: torch.device | str = "cpu") ->
             listed = ", ".join(tags) if tags else "none (give a checkpoint file)"
             raise UserError(f"--clip-pretrained {pretrained!r} is not a known tag for {name}; known tags: {listed}")
         tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-        source = _cached_clip_file(tag_cfg) or _ensure_hub_reachable(name, pretrained) or pretrained
+        source = _cached_clip_file(tag_cfg) or _ensure_hub_reachable(name, pretrained, for_judge) or pretrained
     try:
         model = open_clip.create_model(
             name, pretrained=source, force_quick_gelu=quick_gelu, device=device, **block_options(name)
@@ -257,17 +273,21 @@ def clip_cached(name: str, pretrained: str) -> bool:
     return _cached_clip_file(cfg) is not None
 
 
-def _ensure_hub_reachable(name: str, tag: str) -> None:
-    """Fail in seconds, not minutes, when the weights are not cached and the hub cannot be reached."""
+def _ensure_hub_reachable(name: str, tag: str, for_judge: bool = False) -> None:
+    """Fail in seconds, not minutes, when the weights are not cached and the hub cannot be reached; the advice names
+    the command that fetches these weights and the option that takes a local file instead.
+    """
 
     problem = hub_problem()
     if problem:
+        fetch = f"textsleep download --clip-model {name} --clip-pretrained {tag}" + (
+            " --no-biggan" if for_judge else ""
+        )
+        option = "--judge-pretrained" if for_judge else "--clip-pretrained"
         raise UserError(
             f"cannot get CLIP {name} weights {tag!r} ({problem}); they are not in the Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}); "
-            "download them where there is network (`textsleep download`) and copy that cache here (or set HF_HOME to "
-            "it), "
-            "or pass a local checkpoint with --clip-pretrained FILE"
+            f"({constants.HF_HUB_CACHE}); download them where there is network (`{fetch}`) and copy that cache here "
+            f"(or set HF_HOME to it), or pass a local checkpoint with {option} FILE"
         )
     return None
 
@@ -293,11 +313,19 @@ class ModelCache:
             self._models[key] = model.to(device, dtype)
         return self._models[key]
 
-    def clip(self, name: str, pretrained: str, device: torch.device, dtype: torch.dtype = torch.float32) -> Clip:
+    def clip(
+        self,
+        name: str,
+        pretrained: str,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        *,
+        for_judge: bool = False,
+    ) -> Clip:
         key = ("clip", name, pretrained, str(device), dtype)
         if key not in self._models:
             given = self._given.get(("clip", name, pretrained))
-            model = given if given is not None else load_clip(name, pretrained, device)
+            model = given if given is not None else load_clip(name, pretrained, device, for_judge=for_judge)
             self._models[key] = model.to(device, dtype)
         return self._models[key]
 

@@ -26,7 +26,7 @@ from typing import Any, Optional
 import typer
 
 from .errors import UserError
-from .settings import DreamSettings
+from .settings import DreamSettings, flag_of
 
 __all__ = ["Option", "options", "parameters", "Given", "with_settings", "settings_of", "parse_options"]
 
@@ -57,10 +57,25 @@ class Option:
 
     @property
     def default_text(self) -> str:
-        """The default in words: what the field says, else the value itself."""
+        """The default in words, as help shows it: what the field says, else the value itself ('' for none, for an
+        empty list, for an option off by default, or where the field says not to show it).
+        """
         if isinstance(self.show, str):
             return self.show
+        if self.show is False or self.default is None or self.default is False or self.default in ((), MISSING):
+            return ""
+        if self.default is True:
+            return self.flag
         return ", ".join(map(str, self.default)) if isinstance(self.default, tuple) else str(self.default)
+
+    @property
+    def value_name(self) -> str | None:
+        """What help shows after the flag: the field's metavar, else the type (``<int>``, one value of a repeatable
+        option); none for a flag.
+        """
+        if self.kind is bool:
+            return None
+        return self.metavar or f"<{self.kind.__name__.lower()}>"
 
 
 def options(cls: type = DreamSettings) -> list[Option]:
@@ -76,7 +91,7 @@ def options(cls: type = DreamSettings) -> list[Option]:
             hint = next(a for a in typing.get_args(hint) if a is not type(None))
         multiple = typing.get_origin(hint) is tuple
         kind = typing.get_args(hint)[0] if multiple else hint
-        flags = (meta.get("flag") or "--" + f.name.replace("_", "-"),) + ((meta["short"],) if meta.get("short") else ())
+        flags = (flag_of(cls, f.name),) + ((meta["short"],) if meta.get("short") else ())
         show, metavar, hidden = meta.get("show"), meta.get("metavar"), bool(meta.get("hidden"))
         found.append(Option(f.name, flags, kind, multiple, f.default, meta["help"], show, metavar, hidden))
     return found
@@ -98,11 +113,14 @@ def parameters(cls: type, *, given_only: bool = False) -> list[inspect.Parameter
             flags = (f"{opt.flag}/--no-{opt.flag[2:]}", *opt.flags[1:])
         kind = list[opt.kind] if opt.multiple else opt.kind
         if given_only:
-            default, show = None, opt.default_text or False
+            default = None
         else:
             default = ... if opt.required else list(opt.default) if opt.multiple else opt.default
-            show = True if opt.show is None else opt.show
-        info = typer.Option(default, *flags, help=opt.help, show_default=show, metavar=opt.metavar, hidden=opt.hidden)
+        # the default as the field words it (Click would put a string in parentheses; textsleep's help is plain text)
+        shown = f"  [default: {opt.default_text}]" if opt.default_text else ""
+        info = typer.Option(
+            default, *flags, help=opt.help + shown, show_default=False, metavar=opt.value_name, hidden=opt.hidden
+        )
         annotation = Optional[kind] if default is None else kind
         params.append(inspect.Parameter(opt.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation))
     return params

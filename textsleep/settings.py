@@ -32,7 +32,7 @@ import typing
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
-from .errors import UserError
+from .errors import SettingError, UserError
 from .imagenet import NUM_CLASSES
 from .prompts import story_parts
 from .recipes import RECIPES, describe, recipe_settings
@@ -44,6 +44,7 @@ __all__ = [
     "BenchSettings",
     "knob",
     "like",
+    "flag_of",
     "RESUMABLE",
     "RUN_ONLY",
     "SIZES",
@@ -130,6 +131,18 @@ def knob(
         "hidden": hidden,
     }
     return field(default=default, metadata=meta)
+
+
+def flag_of(cls: type, name: str) -> str:
+    """The command-line option of a settings field: its ``flag``, else ``--name-with-dashes``."""
+    meta = next((f.metadata for f in dataclasses.fields(cls) if f.name == name), {})
+    return meta.get("flag") or "--" + name.replace("_", "-")
+
+
+def _bad(settings: Any, name: str, reason: str, value: Any = MISSING) -> SettingError:
+    """The error for a field of ``settings`` (a dataclass) whose value is not allowed."""
+    value = getattr(settings, name) if value is MISSING else value
+    return SettingError(name, value, reason, flag=flag_of(type(settings), name))
 
 
 def like(name: str, default: Any = MISSING, *, of: type | None = None, **changes: Any):
@@ -265,12 +278,14 @@ class DreamSettings:
         An open_clip model's ``pretrained`` is its tag or file; a preference model's (``hps-v2.1``) is the local copy
         given as ``NAME=PATH``, or ``""`` for its published weights.
         """
-        pretrained, parsed = self.clip_pretrained, [_split_weight(item) for item in self.clip_model]
+        pretrained, parsed = self.clip_pretrained, [_split_weight(self, item) for item in self.clip_model]
         own = sum(_preference(name) is None for name, _ in parsed)  # the models --clip-pretrained is for
         if len(pretrained) not in (1, own):
-            raise UserError(
-                f"--clip-pretrained given {len(pretrained)} times for {own} open_clip --clip-model; give it "
-                "once (for all) or once per open_clip model"
+            raise _bad(
+                self,
+                "clip_pretrained",
+                f"given {len(pretrained)} times for {own} open_clip models; give it once (for all) or once per "
+                "open_clip model",
             )
         specs, i = [], 0
         for name, weight in parsed:
@@ -280,10 +295,10 @@ class DreamSettings:
             else:
                 spec, i = ClipSpec(name, pretrained[i if len(pretrained) > 1 else 0], weight), i + 1
             if any(other.name == spec.name for other in specs):
-                raise UserError(f"--clip-model {spec.name!r} is given twice; each model may appear once")
+                raise _bad(self, "clip_model", "given twice; each model may appear once", spec.name)
             specs.append(spec)
         if not any(spec.weight > 0 for spec in specs):
-            raise UserError("--clip-model: every weight is 0; give at least one model a weight > 0")
+            raise _bad(self, "clip_model", "every weight is 0; give at least one model a weight > 0")
         return specs
 
     @property
@@ -349,7 +364,7 @@ def _tuple(value) -> tuple:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _split_weight(item: str) -> tuple[str, float]:
+def _split_weight(s: Any, item: str, field: str = "clip_model") -> tuple[str, float]:
     name, sep, raw = item.rpartition(":")
     if not sep or len(name) == 1:  # no weight (or a Windows drive letter)
         return item.strip(), 1.0
@@ -358,9 +373,9 @@ def _split_weight(item: str) -> tuple[str, float]:
     except ValueError:
         if _preference(name) is not None and "=" in name:  # a local copy's path with a drive letter, no weight
             return item.strip(), 1.0
-        raise UserError(f"--clip-model {item!r}: weight {raw!r} is not a number (write NAME:0.5)") from None
+        raise _bad(s, field, f"weight {raw!r} is not a number (write NAME:0.5)", item) from None
     if not weight >= 0:
-        raise UserError(f"--clip-model {item!r}: weight must be >= 0 (0 leaves the model out)")
+        raise _bad(s, field, "weight must be >= 0 (0 leaves the model out)", item)
     return name.strip(), weight
 
 
@@ -383,7 +398,7 @@ def check_limit(value: int, limit: str, flag: str, *, limits: dict[str, int] = L
     """A size-like value at most ``limits[limit]``: a one-line UserError naming the limit otherwise."""
     most = limits[limit]
     if isinstance(value, int) and value > most:
-        raise UserError(f"{flag} {value!r}: at most {most} allowed{where}")
+        raise SettingError(flag.lstrip("-").replace("-", "_"), value, f"at most {most} allowed{where}", flag=flag)
 
 
 def _flag(name: str) -> str:
@@ -424,7 +439,7 @@ def check_types(settings: Any) -> None:
         why = _kind_ok(value, hints[f.name])
         if why:
             flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            raise UserError(f"{'text' if f.name == 'text' else flag} {value!r}: {why}")
+            raise SettingError(f.name, value, why, flag="text" if f.name == "text" else flag)
 
 
 def _check_sizes(s: DreamSettings) -> None:
@@ -454,82 +469,80 @@ def prompt_counts(text: str, negatives: tuple[str, ...] = (), images: tuple[str,
 
 
 def _check(s: DreamSettings) -> None:
-    def need(ok: bool, message: str) -> None:
+    def need(ok: bool, name: str, reason: str) -> None:
         if not ok:
-            raise UserError(message)
+            raise _bad(s, name, reason)
 
     _check_sizes(s)
-    need(_whole(s.iterations, 1), f"--iterations {s.iterations!r}: must be a whole number >= 1")
-    need(_whole(s.cutouts, 1), f"--cutouts {s.cutouts!r}: must be a whole number >= 1")
-    need(_whole(s.cutout_batch, 1), f"--cutout-batch {s.cutout_batch!r}: must be a whole number >= 1")
-    need(s.lr > 0, f"--lr {s.lr!r}: must be > 0")
-    need(s.size in SIZES, f"--size {s.size!r}: allowed sizes are {', '.join(map(str, SIZES))}")
-    need(0 < s.truncation <= 1, f"--truncation {s.truncation!r}: must be in (0, 1]")
+    need(_whole(s.iterations, 1), "iterations", "must be a whole number >= 1")
+    need(_whole(s.cutouts, 1), "cutouts", "must be a whole number >= 1")
+    need(_whole(s.cutout_batch, 1), "cutout_batch", "must be a whole number >= 1")
+    need(s.lr > 0, "lr", "must be > 0")
+    need(s.size in SIZES, "size", f"allowed sizes are {', '.join(map(str, SIZES))}")
+    need(0 < s.truncation <= 1, "truncation", "must be in (0, 1]")
     need(
         s.max_classes is None or 1 <= s.max_classes <= NUM_CLASSES,
-        f"--max-classes {s.max_classes!r}: must be between 1 and {NUM_CLASSES}",
+        "max_classes",
+        f"must be between 1 and {NUM_CLASSES}",
     )
-    need(s.class_temperature > 0, f"--class-temperature {s.class_temperature!r}: must be > 0")
-    need(0 <= s.ema_decay < 1, f"--ema-decay {s.ema_decay!r}: must be in [0, 1)")
-    need(_whole(s.save_every, 1), f"--save-every {s.save_every!r}: must be a whole number >= 1")
-    need(
-        s.device.split(":")[0] in DEVICES,
-        f"--device {s.device!r}: allowed are {', '.join(DEVICES)} (cuda:N also works)",
-    )
-    need(s.precision in PRECISIONS, f"--precision {s.precision!r}: allowed are {', '.join(PRECISIONS)}")
-    need(s.augment in AUGMENTS, f"--augment {s.augment!r}: allowed are {', '.join(AUGMENTS)}")
-    need(s.seed is None or (_whole(s.seed, 0) and s.seed < 2**63), f"--seed {s.seed!r}: must be a whole number >= 0")
-    need(bool(s.clip_model) and all(m.strip() for m in s.clip_model), "--clip-model: must not be empty")
-    need(bool(s.clip_pretrained), "--clip-pretrained: must not be empty")
-    need(_whole(s.init_candidates, 1), f"--init-candidates {s.init_candidates!r}: must be a whole number >= 1")
-    need(
-        _whole(s.bases, 1) and s.bases <= MAX_BASES,
-        f"--bases {s.bases!r}: must be a whole number from 1 to {MAX_BASES}",
-    )
+    need(s.class_temperature > 0, "class_temperature", "must be > 0")
+    need(0 <= s.ema_decay < 1, "ema_decay", "must be in [0, 1)")
+    need(_whole(s.save_every, 1), "save_every", "must be a whole number >= 1")
+    need(s.device.split(":")[0] in DEVICES, "device", f"allowed are {', '.join(DEVICES)} (cuda:N also works)")
+    need(s.precision in PRECISIONS, "precision", f"allowed are {', '.join(PRECISIONS)}")
+    need(s.augment in AUGMENTS, "augment", f"allowed are {', '.join(AUGMENTS)}")
+    need(s.seed is None or (_whole(s.seed, 0) and s.seed < 2**63), "seed", "must be a whole number >= 0")
+    need(bool(s.clip_model) and all(m.strip() for m in s.clip_model), "clip_model", "must not be empty")
+    need(bool(s.clip_pretrained), "clip_pretrained", "must not be empty")
+    need(_whole(s.init_candidates, 1), "init_candidates", "must be a whole number >= 1")
+    need(_whole(s.bases, 1) and s.bases <= MAX_BASES, "bases", f"must be a whole number from 1 to {MAX_BASES}")
     need(
         isinstance(s.latent_noise, (int, float)) and 0 <= s.latent_noise <= MAX_LATENT_NOISE,
-        f"--latent-noise {s.latent_noise!r}: must be from 0 to {MAX_LATENT_NOISE}",
+        "latent_noise",
+        f"must be from 0 to {MAX_LATENT_NOISE}",
     )
     need(
         s.bases == 1 or not s.max_classes,
-        f"--bases {s.bases} mixes class vectors, which --max-classes' top-k cannot hold; use one or the other",
+        "bases",
+        "mixes class vectors, which --max-classes' top-k cannot hold; use one or the other",
     )
     need(
         s.bases == 1 or s.init_candidates == 1 or s.init_candidates >= s.bases,
-        f"--bases {s.bases} takes the best {s.bases} start candidates: give --init-candidates >= {s.bases} (or 1 for "
-        "random bases)",
+        "bases",
+        f"takes the best {s.bases} start candidates: give --init-candidates >= {s.bases} (or 1 for random bases)",
     )
     need(
         s.init_judge is None or (_preference(s.init_judge) is not None and bool(s.init_judge.strip())),
-        f"--init-judge {s.init_judge!r}: not a preference judge; known are {', '.join(PREFERENCE_MODELS)} (NAME=PATH "
-        "for a local copy)",
+        "init_judge",
+        f"not a preference judge; known are {', '.join(PREFERENCE_MODELS)} (NAME=PATH for a local copy)",
     )
     need(
         s.init_judge is None or s.init_candidates > 1,
-        f"--init-judge {s.init_judge} ranks start candidates: give --init-candidates K > 1",
+        "init_judge",
+        "ranks start candidates: give --init-candidates K > 1",
     )
-    need(
-        s.recipe is None or s.recipe in RECIPES, f"--recipe {s.recipe!r}: not a recipe; known are {', '.join(RECIPES)}"
-    )
-    need(_whole(s.num_images, 1), f"--num-images {s.num_images!r}: must be a whole number >= 1")
-    need(s.keep in KEEP, f"--keep {s.keep!r}: allowed are {', '.join(KEEP)}")
+    need(s.recipe is None or s.recipe in RECIPES, "recipe", f"not a recipe; known are {', '.join(RECIPES)}")
+    need(_whole(s.num_images, 1), "num_images", "must be a whole number >= 1")
+    need(s.keep in KEEP, "keep", f"allowed are {', '.join(KEEP)}")
     need(
         s.patience is None or _whole(s.patience, 1),
-        f"--patience {s.patience!r}: must be a whole number >= 1 (steps without a better score)",
+        "patience",
+        "must be a whole number >= 1 (steps without a better score)",
     )
     need(
         s.change_every is None or _whole(s.change_every, 1),
-        f"--change-every {s.change_every!r}: must be a whole number >= 1 (steps per part of a story)",
+        "change_every",
+        "must be a whole number >= 1 (steps per part of a story)",
     )
-    story = len(story_parts(s.text)) > 1
-    need(
-        not story or s.change_every is not None,
-        f"story {s.text!r}: give --change-every N, the steps spent on each part",
-    )
-    need(
-        s.upscale is None or s.upscale in UPSCALES,
-        f"--upscale {s.upscale!r}: allowed are {', '.join(map(str, UPSCALES))}",
-    )
+    if len(story_parts(s.text)) > 1 and s.change_every is None:
+        raise SettingError(
+            "change_every",
+            None,
+            f"story {s.text!r}: give {{option}}, the steps spent on each part",
+            flag=flag_of(DreamSettings, "change_every"),
+            missing=True,
+        )
+    need(s.upscale is None or s.upscale in UPSCALES, "upscale", f"allowed are {', '.join(map(str, UPSCALES))}")
 
 
 def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -541,9 +554,9 @@ def canonical_options(options: dict[str, Any]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in options.items()}
 
 
-def _check_whole(value: Any, least: int, flag: str) -> None:
-    if not _whole(value, least):
-        raise UserError(f"{flag} {value!r}: must be a whole number >= {least}")
+def _check_whole(settings: Any, name: str, least: int) -> None:
+    if not _whole(getattr(settings, name), least):
+        raise _bad(settings, name, f"must be a whole number >= {least}")
 
 
 def _check_as_dream(settings: Any) -> None:
@@ -578,12 +591,12 @@ class InvertSettings:
     def __post_init__(self) -> None:
         check_types(self)
         _check_as_dream(self)
-        _check_whole(self.pixel_size, 1, "--pixel-size")
-        _check_whole(self.candidates, 1, "--candidates")
+        _check_whole(self, "pixel_size", 1)
+        _check_whole(self, "candidates", 1)
         check_limit(self.pixel_size, "pixel_size", "--pixel-size")
         check_limit(self.candidates, "candidates", "--candidates")
         if not self.pixel_weight >= 0:
-            raise UserError(f"--pixel-weight {self.pixel_weight!r}: must be >= 0")
+            raise _bad(self, "pixel_weight", "must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -613,13 +626,13 @@ class BenchSettings:
     def __post_init__(self) -> None:
         check_types(self)
         _check_as_dream(self)
-        _check_whole(self.steps, 1, "--steps")
-        _check_whole(self.batch, 1, "--batch")
+        _check_whole(self, "steps", 1)
+        _check_whole(self, "batch", 1)
         check_limit(self.steps, "steps", "--steps")
         check_limit(self.batch, "num_images", "--batch")
         if self.guide is not None:
-            name, weight = _split_weight(self.guide)
+            name, weight = _split_weight(self, self.guide, "guide")
             if name not in BENCH_GUIDES or "=" in self.guide:
-                raise UserError(f"--guide {self.guide!r}: allowed are {', '.join(BENCH_GUIDES)} (NAME:weight)")
+                raise _bad(self, "guide", f"allowed are {', '.join(BENCH_GUIDES)} (NAME:weight)")
             if not weight > 0:
-                raise UserError(f"--guide {self.guide!r}: its weight must be > 0")
+                raise _bad(self, "guide", "its weight must be > 0")

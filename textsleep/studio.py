@@ -28,7 +28,7 @@ from typing import Any
 from PIL import Image
 
 from .batch import BatchFolder, batch_status
-from .errors import UserError, one_line
+from .errors import UserError, for_command_line, one_line
 from .hooks import Hook, Status
 from .imagine import Imagine
 from .media import make_grid, to_pil
@@ -172,7 +172,7 @@ class Studio:
                 self._check_limits(text, options or {}, resume)
                 imagine, inbox = self._imagine(text, options or {}, resume)
             except UserError as err:
-                yield Update(f"error: {err}", done=True, error=True)
+                yield Update(f"error: {for_command_line(err)}", done=True, error=True)
                 return
             yield from self._follow(session, imagine, inbox)
 
@@ -218,6 +218,8 @@ class Studio:
         else:
             settings = {**self.defaults.to_dict(), **{k: v for k, v in options.items() if v is not None}}
             settings.pop("text", None)
+            if not text.strip() and not settings.get("images"):  # (the page's advice, not the command line's)
+                raise UserError('empty prompt; type some words in the Prompt box, e.g. "upside down tree"')
             imagine = Imagine(text, models=self.models, on_step=hook, display_every=0, quiet=True, **settings)
         return imagine, inbox
 
@@ -228,7 +230,7 @@ class Studio:
             try:
                 result["run_dir"] = imagine()
             except UserError as err:
-                result["error"] = f"error: {err}"
+                result["error"] = f"error: {for_command_line(err)}"
             except BaseException as err:  # a fault, not a mistake: one line on the page, the traceback in the log
                 _log.exception("the dream failed")
                 result["error"] = f"error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(

@@ -88,9 +88,9 @@ def write_clip(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config_file = folder / f"{name}.json"
-    if config is not None or not open_clip.get_model_config(name):
-        config_file.write_text(json.dumps(config or TINY_CLIP_CONFIG))
+    config_file, registered = folder / f"{name}.json", open_clip.get_model_config(name)
+    config_file.write_text(json.dumps(config or registered or TINY_CLIP_CONFIG))  # (written even when registered)
+    if config is not None or not registered:
         open_clip.add_model_config(config_file)
     torch.manual_seed(seed)
     model = open_clip.create_model(name, pretrained=None)
@@ -181,6 +181,10 @@ def write_hps_prompts(folder: Path, per_style: int = 3) -> Path:
     return folder
 
 
+TRY_IT = "--size 128 --iterations 30 --cutouts 8 --save-every 3 --save-progress"
+"""The options of the dream :func:`main` prints: few steps and cutouts, a picture saved every 3 steps."""
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0].startswith("-"):
         sys.exit("usage: python -m textsleep.testing DIR [--full]")
@@ -197,7 +201,8 @@ def main(argv: list[str]) -> None:
         return
     config, weights = write_clip(out)
     dream = f"--biggan {out}/biggan-deep-128 --clip-model {config} --clip-pretrained {weights}"
-    print(f"textsleep 'upside down tree' {dream}")
+    # a short dream (well under a minute on two CPU cores) whose progress/ shows the picture changing step by step
+    print(f"textsleep 'upside down tree' {dream} {TRY_IT} --out {out}/outputs")
     hps, aesthetic = write_hps(out / "hps-v2.1"), write_aesthetic(out / "aesthetic")
     prompts = write_hps_prompts(out / "hps-prompts")
     print(

@@ -34,7 +34,7 @@ import torch
 
 from .. import outputs
 from ..devices import resolve_device
-from ..errors import UserError
+from ..errors import UserError, for_command_line
 from ..options import parse_options
 from ..prompts import parse_prompts
 from ..settings import (
@@ -193,7 +193,7 @@ def _line_jobs(file, number, source, occurrence, base, defaults, identity, repea
         settings = _validate({**defaults, **options}, prompt, job_seeds[0])
     except UserError as err:
         key = _hash({"line": source, "n": occurrence, "invalid": True})
-        return [Job(key, number, source, error=f"{file.name}:{number}: {err}")]
+        return [Job(key, number, source, error=f"{file.name}:{number}: {for_command_line(err)}")]
     jobs = []
     for k, seed in enumerate(job_seeds):
         key = _hash({"line": source, "n": occurrence, "k": k, "seed": seed, "defaults": identity})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import typer
 from tqdm.auto import tqdm
 
-from ..errors import Interrupted, UserError
+from ..errors import Interrupted, UserError, for_command_line
 from ..hooks import Hook, Status
 from ..settings import knob
 
@@ -81,7 +81,7 @@ def cli_errors(func: Callable) -> Callable:
             try:
                 return func(*args, **kwargs)
             except UserError as err:
-                echo_err(f"error: {err}")
+                echo_err(f"error: {for_command_line(err)}")
                 raise typer.Exit(2) from None
             except FileNotFoundError as err:
                 echo_err(f"error: {err.filename or err}: no such file or folder")

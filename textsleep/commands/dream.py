@@ -50,14 +50,15 @@ def dream(
         if where is not None:
             echo_err(f"resume with: textsleep --resume {where}")
         raise typer.Exit(getattr(err, "exit_code", 130)) from None
-    image = run_dir / RUN_FILES["image"]
-    if display.quiet:
-        typer.echo(str(image))
+    pictures = imagine.pictures or [(run_dir / RUN_FILES["image"], None)]
+    if display.quiet:  # one path a line, each a file that exists: what a script reads
+        for image, _ in pictures:
+            typer.echo(str(image))
         return
     if imagine.stopped_early is not None:
         typer.echo(f"stopped at step {imagine.stopped_early}: no better score for {imagine.settings.patience} steps")
-    score = f" (CLIP score {imagine.final_score:.3f})" if imagine.final_score is not None else ""
-    typer.echo(f"saved {image}{score}")
+    for image, score in pictures:
+        typer.echo(f"saved {image}" + (f" (CLIP score {score:.3f})" if score is not None else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -36,7 +36,10 @@ class DownloadOptions:
     )
     force: bool = knob(False, "Fetch again even when cached (replaces a file cut short, changed or corrupted).")
     judge: tuple[str, ...] = knob(
-        (), f"Also fetch this judge of textsleep eval ({', '.join(judges.JUDGES)}); repeatable.", show=False
+        (),
+        f"Also fetch this judge of textsleep eval ({', '.join(n for n in judges.JUDGES if n != 'clip')};"
+        " the CLIP judge with --clip-model); repeatable.",
+        show=False,
     )
 
 

@@ -1,0 +1,194 @@
+"""What a newcomer meets in a first hour: typos, bare commands, help text, errors worded for where they were made."""
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from textsleep import Imagine, UserError
+from textsleep.cli import app
+from textsleep.testing import main
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "args, meant, anyway",
+    [
+        (["doctr"], "textsleep doctor", "textsleep dream doctr"),
+        (["upscal", "a.png"], "textsleep upscale", "textsleep dream upscal"),
+        (["dowload"], "textsleep download", "textsleep dream dowload"),
+    ],
+)
+def test_a_mistyped_command_names_the_command_meant_and_how_to_dream_the_word(args, meant, anyway, one_line_error):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    one_line_error(result, f"did you mean {meant}?", anyway)
+    assert "Usage" not in result.output
+
+
+def test_a_real_word_near_a_command_name_still_dreams(tiny_args, tmp_path):
+    result = runner.invoke(app, ["beach", *tiny_args, "--quiet"])  # one letter from `bench`, but a word
+    assert result.exit_code == 0, result.output
+    assert Path(result.output.strip().splitlines()[-1]) == tmp_path / "outputs" / "beach" / "image.png"
+
+
+def test_textsleep_alone_prints_the_usage_without_an_error():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 0
+    assert result.output.startswith("Usage: textsleep") and "error" not in result.output.lower()
+    assert "Commands:" in result.output
+
+
+def test_the_top_level_help_keeps_each_commands_sentence_whole():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert '(needs pip install "textsleep[upscale]"); prints each file written.' in text
+    assert "..." not in text.split("Commands:")[1]  # no sentence cut short
+
+
+def test_option_types_and_defaults_read_as_words():
+    text = " ".join(runner.invoke(app, ["dream", "--help"]).output.split())
+    for wrong in ("<list[", "(None)", "[default: ()]", "[default: (", "[default: False]"):
+        assert wrong not in text
+    assert "--iterations <int> Optimisation steps. [default: 1000]" in text
+    assert "--image <str>" in text and "--seed <int>" in text and "[default: random]" in text
+    assert "Usage: textsleep dream [OPTIONS] [TEXT]" in text
+
+
+def test_errors_name_the_keyword_in_python_and_the_flag_on_the_command_line(one_line_error):
+    with pytest.raises(UserError) as err:
+        Imagine("a cat", size=100)
+    assert str(err.value) == "size=100: allowed sizes are 128, 256, 512"
+    result = runner.invoke(app, ["dream", "a cat", "--size", "100"])
+    assert result.exit_code == 2
+    assert one_line_error(result) == "error: --size 100: allowed sizes are 128, 256, 512"
+
+
+def test_every_printed_picture_path_exists(tiny_args, tmp_path):
+    args = ["dream", "two more", *tiny_args, "--seed", "4", "--num-images", "2"]
+    quiet = runner.invoke(app, [*args, "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    paths = [Path(line) for line in quiet.output.strip().splitlines()]
+    run = tmp_path / "outputs" / "two_more"
+    assert paths == [run / "1-seed4" / "image.png", run / "2-seed5" / "image.png"] and all(p.is_file() for p in paths)
+    loud = runner.invoke(app, [*args, "--keep", "best"])
+    assert loud.exit_code == 0, loud.output
+    saved = re.findall(r"saved (\S+) \(CLIP score \d\.\d{3}\)", loud.output)
+    assert len(saved) == 1, loud.output
+    kept = Path(saved[0])
+    assert kept.is_file() and kept.parent.parent == tmp_path / "outputs" / "two_more-2"
+
+
+def test_the_model_folder_decides_the_size(tiny_args, tmp_path, one_line_error):
+    result = runner.invoke(app, ["a cat", *tiny_args, "--quiet"])  # a 128 px BigGAN folder, no --size
+    assert result.exit_code == 0, result.output
+    run = Path(result.output.strip().splitlines()[-1]).parent
+    assert json.loads((run / "run.json").read_text())["settings"]["size"] == 128
+    with Image.open(run / "image.png") as im:
+        assert im.size == (128, 128)
+    refused = runner.invoke(app, ["a cat", *tiny_args, "--size", "256"])
+    one_line_error(refused, "--size 256: the BigGAN in", "makes 128 px pictures; give 128 or leave it out")
+    assert len(list((tmp_path / "outputs").iterdir())) == 1  # nothing dreamt
+
+
+@pytest.mark.dream
+def test_the_try_it_command_is_a_short_dream_that_shows_its_steps(tmp_path, capsys, monkeypatch):
+    main([str(tmp_path / "weights")])
+    line = capsys.readouterr().out.splitlines()[0]
+    args = shlex.split(line)
+    assert args[0] == "textsleep" and "--iterations" in args and int(args[args.index("--iterations") + 1]) <= 50
+    assert int(args[args.index("--cutouts") + 1]) <= 16
+    result = runner.invoke(app, [*args[1:], "--quiet"])
+    assert result.exit_code == 0, result.output
+    run = Path(result.output.strip().splitlines()[-1]).parent
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "finished" and record["settings"]["size"] == 128
+    assert len(list((run / "progress").glob("*.png"))) >= 8  # the picture as it changes, every few steps
+
+
+def test_eval_offline_names_the_judges_own_option_and_how_to_fetch_its_model(tiny_args, tmp_path, one_line_error):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red cube\n")
+    result = runner.invoke(app, ["eval", str(prompts), *tiny_args, "--iterations", "1"])  # HF_HUB_OFFLINE=1 here
+    line = one_line_error(result, "ViT-L-14", "--judge-pretrained FILE")
+    assert "textsleep download --clip-model ViT-L-14 --clip-pretrained openai --no-biggan" in line
+    assert "--clip-pretrained FILE" not in line
+    download = " ".join(runner.invoke(app, ["download", "--help"]).output.split())
+    assert "--no-biggan" in download and "--clip-pretrained" in download and "--clip-model" in download
+
+
+def _readme_commands() -> list[tuple[str, list[str]]]:
+    """Each ``textsleep ...`` line of README's code blocks: its command and the options it uses."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M)
+    found = []
+    for line in (line for block in blocks for line in block.splitlines()):
+        line = re.sub(r"\s+#\s.*$", "", line.strip()).removeprefix(".venv/bin/")
+        words = line.split()
+        if len(words) < 2 or words[0] != "textsleep" or words[1].endswith(":") or words[1].startswith("("):
+            continue
+        command = words[1] if words[1] in app_commands() else "dream"
+        found.append((command, re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)))
+    return found
+
+
+def app_commands() -> set[str]:
+    from textsleep.cli import app as typer_app
+
+    return {info.name or info.callback.__name__ for info in typer_app.registered_commands}
+
+
+def test_every_option_readme_uses_is_one_its_command_has():
+    commands = _readme_commands()
+    assert len(commands) > 30 and {c for c, _ in commands} >= {"dream", "eval", "upscale", "batch", "download", "ui"}
+    helps = {"dream": runner.invoke(app, ["dream", "--help"], terminal_width=200).output}
+    for command, flags in commands:
+        if command not in helps:
+            helps[command] = runner.invoke(app, [command, "--help"], terminal_width=200).output
+        known = helps[command] + (
+            helps["dream"]
+            if re.search(r"dream option|option of textsleep dream", " ".join(helps[command].split()))
+            else ""
+        )
+        missing = [f for f in flags if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", known)]
+        assert not missing, f"README: textsleep {command} ... {missing} (not in textsleep {command} --help)"
+
+
+def test_the_notebook_says_how_to_run_it_headless():
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "textsleep.ipynb").read_text())
+    first = "".join(notebook["cells"][0]["source"])
+    assert "jupyter execute notebooks/textsleep.ipynb" in first
+    code = "".join(notebook["cells"][1]["source"])
+    for variable in re.findall(r"TEXTSLEEP_[A-Z_]+", first):  # each variable it names is one the notebook reads
+        assert variable in code, variable
+
+
+def test_readme_is_in_the_order_a_newcomer_reads_it():
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    headings = re.findall(r"(?m)^## (.+)$", re.sub(r"(?ms)^```.*?^```", "", text))
+    wanted = [
+        "Set up",
+        "Trying it without the real weights",
+        "Dreaming",
+        "When things go wrong",
+        "Better pictures for the same work",
+        "Overnight batches",
+        "Exploring BigGAN's latent space",
+        "Larger pictures",
+        "From Python",
+        "In a notebook",
+        "In the browser",
+        "Speed",
+        "How it works",
+        "Development",
+    ]
+    assert [h for h in headings if h in wanted] == wanted and headings[-1] == "Development"
+    assert "`latents.pt`" in text and "needs CLIP too" in text
+    assert ". .venv/bin/activate" in text and "--index-url https://download.pytorch.org/whl/cpu" in text
+    assert 'python -m pytest -q -m "not dream"' in text
