@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from textsleep import UserError
 from textsleep.cli import app
+from textsleep.command_settings import InvertSettings
 from textsleep.invert import invert_photo
 from textsleep.options import Given, options, parse_options, settings_of, with_settings
-from textsleep.settings import DreamSettings, InvertSettings, knob
+from textsleep.settings import DreamSettings, knob
 
 _HAND_WRITTEN: set[str] = set()
 

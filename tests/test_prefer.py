@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from textsleep.cli import app
+from textsleep.command_settings import BenchSettings
 from textsleep.cutouts import Cutouts
 from textsleep.dream import Dream
 from textsleep.errors import UserError
@@ -19,7 +20,7 @@ from textsleep.models import ModelCache, load_clip
 from textsleep.prompts import Prompt
 from textsleep.recipes import RECIPES
 from textsleep.render import num_latents, render
-from textsleep.settings import BenchSettings, ClipSpec, DreamSettings
+from textsleep.settings import ClipSpec, DreamSettings
 from textsleep.testing import random_biggan, write_aesthetic, write_clip, write_hps
 
 runner = CliRunner()

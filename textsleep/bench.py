@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .command_settings import BenchSettings
 from .devices import resolve_device, resolve_dtype
 from .dream import Dream, Judge
 from .guides import encode_prompts
@@ -28,7 +29,6 @@ from .judges import HPS_ARCH
 from .prompts import Prompt
 from .render import render
 from .scorers import aesthetic_head, crop_preprocess, hps_preprocess
-from .settings import BenchSettings
 from .speed import Levers
 from .testing import random_biggan, random_clip
 

@@ -1,7 +1,7 @@
 """Command-line options made from settings dataclasses: one generator for every command and for prompt-file lines.
 
 Each field of a settings dataclass (:class:`textsleep.settings.DreamSettings`,
-:class:`~textsleep.settings.InvertSettings`, the explorer's, …) declares its
+:class:`~textsleep.command_settings.InvertSettings`, the explorer's, …) declares its
 option once, with :func:`textsleep.settings.knob`: flag, help, and the default,
 which is the field's own.  :func:`parameters` makes Typer parameters of them;
 :func:`with_settings` gives a command the options of the dataclasses its

@@ -22,8 +22,9 @@ import torch
 from .errors import UserError
 from .hooks import Status
 from .imagenet import NUM_CLASSES
+from .limits import LIMITS
 from .models import biggan_config
-from .settings import LIMITS, SIZES, DreamSettings
+from .settings import SIZES, DreamSettings
 
 __all__ = ["check_record", "check_checkpoint", "check_latents", "check_fits", "latents_of_size", "is_url"]
 

@@ -16,8 +16,8 @@ A ``recipe`` (:mod:`textsleep.recipes`) fills in a published method's
 choices for every field not given, whichever way the settings are made.
 
 :data:`RESUMABLE` and :data:`RUN_ONLY` are derived from it.  The other commands'
-options are settings dataclasses of the same kind (:class:`InvertSettings`,
-:class:`BenchSettings` here, the explorer's in :mod:`textsleep.explore`),
+options are settings dataclasses of the same kind (:class:`~textsleep.command_settings.InvertSettings`,
+:class:`~textsleep.command_settings.BenchSettings`, the explorer's in :mod:`textsleep.explore`),
 whose shared fields are :func:`like` the dream's; :mod:`textsleep.options`
 makes command-line options of any of them.
 """
@@ -26,22 +26,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import types
-import typing
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from .errors import SettingError, UserError
 from .imagenet import NUM_CLASSES
+from .limits import LIMITS, check_limit, check_types, prompt_counts
 from .prompts import story_parts
 from .recipes import RECIPES, describe, recipe_settings
 
 __all__ = [
     "DreamSettings",
     "ClipSpec",
-    "InvertSettings",
-    "BenchSettings",
     "knob",
     "like",
     "flag_of",
@@ -53,9 +49,6 @@ __all__ = [
     "PRECISIONS",
     "KEEP",
     "UPSCALES",
-    "LIMITS",
-    "PAGE_LIMITS",
-    "check_limit",
     "PREFERENCE_MODELS",
 ]
 
@@ -70,33 +63,6 @@ PREFERENCE_MODELS = ("hps-v2.1", "hps-v2", "aesthetic", "pickscore")
 BENCH_GUIDES = ("hps-v2.1", "hps-v2", "aesthetic")  # the preference models bench builds at full size (no extra)
 MAX_BASES = 32
 MAX_LATENT_NOISE = 1.0
-
-# The most any size-like setting may ask for, checked when the settings are made (before anything is allocated):
-# far above what a picture needs, far below what would take a machine's memory or a week of its time.
-LIMITS: dict[str, int] = {
-    "iterations": 1_000_000,  # steps (also --patience, --change-every, --save-every)
-    "cutouts": 4096,  # crops CLIP sees per step (and --cutout-batch)
-    "num_images": 64,  # pictures dreamt at once
-    "init_candidates": 10_000,  # random starts rendered to choose from (FuseDream screens 10,000)
-    "prompts": 64,  # prompts of one part (texts, negatives and image prompts together), and parts of a story
-    "prompt_chars": 10_000,  # characters of the text, and of each negative prompt or image prompt path
-    "pixel_size": 512,  # an inversion's comparison side
-    "candidates": 1000,  # an inversion's one-class starts (one per ImageNet class at most)
-    "steps": 100_000,  # timed benchmark steps
-    "frames": 1_000_000,  # the explorer's frames (streamed, never held at once) and pictures per row
-    "batch": 1024,  # pictures the explorer renders at once
-}
-# The web page's own, stricter limits on what a visitor asks for (a shared page must not let one visitor take the
-# machine for a week); the defaults given to ``textsleep ui`` raise them where they are larger.
-PAGE_LIMITS: dict[str, int] = {
-    "iterations": 5000,
-    "cutouts": 256,
-    "num_images": 4,
-    "init_candidates": 64,
-    "save_every": 5000,
-    "prompts": 16,
-    "prompt_chars": 1000,
-}
 
 
 def knob(
@@ -394,52 +360,9 @@ def _whole(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def check_limit(value: int, limit: str, flag: str, *, limits: dict[str, int] = LIMITS, where: str = "") -> None:
-    """A size-like value at most ``limits[limit]``: a one-line UserError naming the limit otherwise."""
-    most = limits[limit]
-    if isinstance(value, int) and value > most:
-        raise SettingError(flag.lstrip("-").replace("-", "_"), value, f"at most {most} allowed{where}", flag=flag)
-
-
 def _flag(name: str) -> str:
     f = DreamSettings.__dataclass_fields__[name]
     return f.metadata.get("flag") or "--" + name.replace("_", "-")
-
-
-def _kind_ok(value: Any, hint: Any) -> str:
-    """'' when ``value`` has the type ``hint`` allows (a settings field's annotation), else what it must be."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return ""
-        hint = next(a for a in args if a is not type(None))
-    if typing.get_origin(hint) is tuple:
-        items = [value] if isinstance(value, str) else value
-        ok = value is None or (isinstance(items, (list, tuple)) and all(isinstance(v, str) for v in items))
-        return "" if ok else "must be text (or a list of texts)"
-    if hint is bool:
-        return "" if isinstance(value, bool) else "must be true or false"
-    if hint is int:
-        return "" if isinstance(value, int) and not isinstance(value, bool) else "must be a whole number"
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        return "" if ok else "must be a number"
-    if hint is str:
-        return "" if isinstance(value, str) else "must be text"
-    return ""
-
-
-def check_types(settings: Any) -> None:
-    """Every field of a settings dataclass holds a value of its annotated type (numbers, text, true/false, lists of
-    texts), so that a value read from a file (``run.json``, a manifest) is refused with one line, not a traceback.
-    """
-    hints = typing.get_type_hints(type(settings))
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        why = _kind_ok(value, hints[f.name])
-        if why:
-            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            raise SettingError(f.name, value, why, flag="text" if f.name == "text" else flag)
 
 
 def _check_sizes(s: DreamSettings) -> None:
@@ -461,11 +384,6 @@ def _check_sizes(s: DreamSettings) -> None:
         raise UserError(f"story {s.text[:40]!r}…: {len(counts)} parts, at most {most} allowed")
     if max(counts) > most:
         raise UserError(f"prompt {s.text[:40]!r}…: {max(counts)} prompts in one part, at most {most} allowed")
-
-
-def prompt_counts(text: str, negatives: tuple[str, ...] = (), images: tuple[str, ...] = ()) -> list[int]:
-    """How many prompts each part of a story has (texts between ``|``, negatives and image prompts)."""
-    return [len(part.split("|")) + len(negatives) + len(images) for part in text.split("^")]
 
 
 def _check(s: DreamSettings) -> None:
@@ -563,76 +481,3 @@ def _check_as_dream(settings: Any) -> None:
     """Check the fields another command's settings share with DreamSettings as a dream checks them."""
     shared = {f.name for f in dataclasses.fields(DreamSettings)} & {f.name for f in dataclasses.fields(settings)}
     DreamSettings(**{name: getattr(settings, name) for name in shared})
-
-
-@dataclass(frozen=True, kw_only=True)
-class InvertSettings:
-    """``textsleep invert``: a photo's inversion (:func:`textsleep.invert.invert_photo` takes these as keywords)."""
-
-    iterations: int = like("iterations", 300)
-    lr: float = like("lr")
-    cutouts: int = like("cutouts", 32, help="Random crops CLIP compares with the photo per step.")
-    pixel_weight: float = knob(500.0, "Weight of the low-resolution pixel loss against CLIP's similarity.")
-    pixel_size: int = knob(32, "Side in pixels at which render and photo are compared.")
-    candidates: int = knob(8, "Start from the best of K one-class starts (classes CLIP finds closest to the photo).")
-    seed: int = like("seed", 0, help="Random seed of the latents (recorded with the output).", show=None)
-    truncation: float = like(
-        "truncation",
-        help="0 < t <= 1: latents from a truncated normal (±2) scaled by t; BigGAN uses the matching statistics.",
-    )
-    clip_model: str = like("clip_model", "ViT-B-32", help="open_clip model name or JSON config path.")
-    clip_pretrained: str = like("clip_pretrained", "openai", help="open_clip pretrained tag or checkpoint file.")
-    size: int = like("size")
-    biggan: str | None = like("biggan")
-    device: str = like("device")
-    precision: str = like("precision")
-    out: str = like("out")
-
-    def __post_init__(self) -> None:
-        check_types(self)
-        _check_as_dream(self)
-        _check_whole(self, "pixel_size", 1)
-        _check_whole(self, "candidates", 1)
-        check_limit(self.pixel_size, "pixel_size", "--pixel-size")
-        check_limit(self.candidates, "candidates", "--candidates")
-        if not self.pixel_weight >= 0:
-            raise _bad(self, "pixel_weight", "must be >= 0")
-
-
-@dataclass(frozen=True, kw_only=True)
-class BenchSettings:
-    """``textsleep bench``: what :func:`textsleep.bench.run_bench` times."""
-
-    size: int = like("size", help="BigGAN-deep size: 128, 256 or 512.")
-    cutouts: int = like("cutouts", 32, help="Cutouts per step.")
-    steps: int = knob(10, "Timed steps (after one warm-up step).")
-    batch: int = knob(1, "Pictures optimised at once.")
-    device: str = like("device")
-    precision: str = like("precision")
-    clip_model: str = like("clip_model", "ViT-B-32-quickgelu", help="open_clip model to build with random weights.")
-    augment: str = like("augment")
-    cutout_batch: int = like("cutout_batch", help="Cutouts CLIP encodes at once.")
-    guide: str | None = knob(
-        None,
-        f"Also guide with a preference model built at full size with random weights: {', '.join(BENCH_GUIDES)} "
-        "(NAME:weight to weight it).",
-        metavar="NAME[:W]",
-    )
-    breakdown: bool = knob(False, "Also time BigGAN, cutouts and CLIP on their own and count their GFLOP.")
-    compile: bool = like(
-        "compile", help="Also time the step through torch.compile: compile time, steady step beside eager."
-    )
-
-    def __post_init__(self) -> None:
-        check_types(self)
-        _check_as_dream(self)
-        _check_whole(self, "steps", 1)
-        _check_whole(self, "batch", 1)
-        check_limit(self.steps, "steps", "--steps")
-        check_limit(self.batch, "num_images", "--batch")
-        if self.guide is not None:
-            name, weight = _split_weight(self, self.guide, "guide")
-            if name not in BENCH_GUIDES or "=" in self.guide:
-                raise _bad(self, "guide", f"allowed are {', '.join(BENCH_GUIDES)} (NAME:weight)")
-            if not weight > 0:
-                raise _bad(self, "guide", "its weight must be > 0")

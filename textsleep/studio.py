@@ -7,7 +7,7 @@ Saving, stopping and resuming are Imagine's; nothing here writes a run folder.
 :mod:`textsleep.ui` lays the page out around it.
 
 Everything a request carries is input: a visitor's dream is held to the
-page's own limits (:data:`~textsleep.settings.PAGE_LIMITS`), a run to continue
+page's own limits (:data:`~textsleep.limits.PAGE_LIMITS`), a run to continue
 or a batch to show must be one the page lists, and only run folders and
 pictures that lie inside ``--out`` (no symlink leading out) are listed; a
 picture goes to the page as a copy made here, never as a path.
@@ -31,10 +31,11 @@ from .batch import BatchFolder, batch_status
 from .errors import UserError, for_command_line, one_line
 from .hooks import Hook, Status
 from .imagine import Imagine
+from .limits import PAGE_LIMITS, check_limit, prompt_counts
 from .media import make_grid, to_pil
 from .models import ModelCache
 from .runs import RUN_FILES, read_run
-from .settings import PAGE_LIMITS, RUN_ONLY, DreamSettings, check_limit, prompt_counts
+from .settings import RUN_ONLY, DreamSettings
 
 __all__ = [
     "Update",

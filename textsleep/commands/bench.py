@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import typer
 
 from ..bench import run_bench
+from ..command_settings import BenchSettings
 from ..options import with_settings
-from ..settings import BenchSettings, knob
+from ..settings import knob
 from .common import cli_errors
 
 __all__ = ["register"]

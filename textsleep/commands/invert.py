@@ -6,12 +6,12 @@ import dataclasses
 
 import typer
 
+from ..command_settings import InvertSettings
 from ..dream import Step
 from ..hooks import Hook
 from ..invert import invert_photo
 from ..options import with_settings
 from ..runs import read_record
-from ..settings import InvertSettings
 from .common import Display, ProgressBar, cli_errors
 
 __all__ = ["register"]

@@ -20,9 +20,10 @@ from ..devices import resolve_device, resolve_dtype
 from ..errors import UserError
 from ..imagenet import NUM_CLASSES
 from ..latents import Latents, truncated_normal
+from ..limits import check_limit
 from ..models import load_biggan
 from ..render import num_latents, render
-from ..settings import SIZES, DreamSettings, check_limit
+from ..settings import SIZES, DreamSettings
 
 __all__ = [
     "Z_DIM",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..command_settings import InvertSettings
 from ..errors import UserError
-from ..settings import DreamSettings, InvertSettings, knob, like
+from ..settings import DreamSettings, knob, like
 from .points import check_chunk, check_truncation
 from .walks import check_frames, check_keep, check_levels, check_mix, check_n, check_ratio, check_values
 

@@ -16,8 +16,8 @@ import torch
 
 from ..errors import UserError
 from ..imagenet import NUM_CLASSES
+from ..limits import check_limit
 from ..render import num_latents
-from ..settings import check_limit
 from .points import Z_DIM, Point, check_chunk, check_truncation, one_hot, render_chunks, render_points, unit_latents
 
 __all__ = [
