@@ -20,13 +20,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .devices import device_info, resolve_device, resolve_dtype
 from .display import notebook_hook
 from .dream import Dream, Step
 from .errors import SettingError, UserError, one_line
-from .guides import load_guide, load_scorer
+from .guides import load_guide
 from .hooks import Hook, Status, as_hooks
 from .media import to_pil
 from .models import ModelCache, biggan_folder_size
@@ -34,7 +32,7 @@ from .prompts import parse_story, story_parts
 from .render import num_latents
 from .runs import RunFolder, RunRecord
 from .settings import SIZES, DreamSettings, canonical_options
-from .starts import choose_start, judge_ranking
+from .starts import choose_start, init_ranking
 from .upscale import check_upscale, upscale_run
 
 __all__ = ["Imagine", "DreamFailed", "PATIENCE_MARGIN"]
@@ -142,18 +140,11 @@ class Imagine:
                     "damaged or not this run's checkpoint"
                 ) from None
         else:
-            self.record.starts = choose_start(dream, s, score=self._init_judge(device))
+            self.record.starts = choose_start(
+                dream, s, score=init_ranking(s.init_judge, self.prompts, device, self.models)
+            )
         self.dream = dream
         return dream
-
-    def _init_judge(self, device):
-        """``--init-judge``: how the preference judge ranks start candidates (None: the guiding models rank them)."""
-        spec = self.settings.init_judge
-        if spec is None:
-            return None
-        name, _, path = spec.partition("=")
-        judge = load_scorer(name.strip().lower(), path.strip(), device, torch.float32, self.models)
-        return judge_ranking(judge, self.prompts)
 
     def steps(self) -> Iterator[Step]:
         """The loop (phase 5) as a generator: one :class:`Step` per iteration; no printing, no files.

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .guides import score_images
+from .guides import load_scorer, score_images
 from .imagenet import NUM_CLASSES, class_names, resolve_class
 from .latents import truncated_normal
 from .render import num_latents, render
@@ -59,6 +59,15 @@ def judge_ranking(judge, prompts) -> Callable[[torch.Tensor], torch.Tensor]:
         return sum(weight * judge.score(images, text).float().cpu() for text, weight in texts)
 
     return score
+
+
+def init_ranking(spec: str | None, prompts, device: torch.device, models) -> Callable | None:
+    """``--init-judge NAME[=PATH]``: how that preference judge ranks start candidates (None: the guiding models
+    rank them), loaded through ``models`` (a :class:`textsleep.ModelCache`)."""
+    if spec is None:
+        return None
+    name, _, path = spec.partition("=")
+    return judge_ranking(load_scorer(name.strip().lower(), path.strip(), device, torch.float32, models), prompts)
 
 
 def rank_classes(judge, class_names: tuple[str, ...], top: int, batch: int = 250) -> list[int]:
