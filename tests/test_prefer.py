@@ -12,7 +12,7 @@ from textsleep.cli import app
 from textsleep.command_settings import BenchSettings
 from textsleep.cutouts import Cutouts
 from textsleep.dream import Dream
-from textsleep.errors import UserError
+from textsleep.errors import UserError, for_command_line
 from textsleep.evaluate import check_self_judging
 from textsleep.guides import Judge, encode_prompts, load_guide
 from textsleep.latents import MixedLatents, logit, mix
@@ -209,18 +209,20 @@ def test_a_preference_model_that_guided_is_refused_as_judge(tmp_path):
 
 
 def test_settings_check_the_new_options():
-    for given, message in [
-        ({"bases": 0}, "--bases 0"),
-        ({"bases": 33}, "--bases 33"),
-        ({"latent_noise": -1.0}, "--latent-noise -1.0"),
-        ({"bases": 3, "init_candidates": 2}, "--init-candidates >= 3"),
-        ({"bases": 2, "max_classes": 3}, "--max-classes"),
-        ({"init_judge": "hps-v3", "init_candidates": 4}, "--init-judge 'hps-v3'"),
-        ({"init_judge": "hps-v2.1"}, "--init-candidates K > 1"),
-        ({"recipe": "dalle"}, "--recipe 'dalle'"),
+    # (from Python the error names the keyword; the command line words the same error with the flag)
+    for given, message, flag in [
+        ({"bases": 0}, "bases=0", "--bases 0"),
+        ({"bases": 33}, "bases=33", "--bases 33"),
+        ({"latent_noise": -1.0}, "latent_noise=-1.0", "--latent-noise -1.0"),
+        ({"bases": 3, "init_candidates": 2}, "--init-candidates >= 3", "--init-candidates >= 3"),
+        ({"bases": 2, "max_classes": 3}, "--max-classes", "--max-classes"),
+        ({"init_judge": "hps-v3", "init_candidates": 4}, "init_judge='hps-v3'", "--init-judge 'hps-v3'"),
+        ({"init_judge": "hps-v2.1"}, "--init-candidates K > 1", "--init-candidates K > 1"),
+        ({"recipe": "dalle"}, "recipe='dalle'", "--recipe 'dalle'"),
     ]:
-        with pytest.raises(UserError, match=message.replace("+", r"\+").replace(".", r"\.")):
+        with pytest.raises(UserError, match=message.replace("+", r"\+").replace(".", r"\.")) as raised:
             DreamSettings(text="x", **given)
+        assert flag in for_command_line(raised.value)
 
 
 # ---------------------------------------------------------------------------------------------- the recipe

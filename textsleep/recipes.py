@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import UserError
+from .errors import SettingError
 
 __all__ = ["RECIPES", "recipe_settings", "describe", "record"]
 
@@ -48,7 +48,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 def recipe_settings(name: str) -> dict[str, Any]:
     """The settings a recipe chooses; an unknown name is a one-line error that lists the known ones."""
     if name not in RECIPES:
-        raise UserError(f"--recipe {name!r}: not a recipe; known are {', '.join(RECIPES)}")
+        raise SettingError("recipe", name, f"not a recipe; known are {', '.join(RECIPES)}")
     return dict(RECIPES[name])
 
 
