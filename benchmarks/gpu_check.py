@@ -54,7 +54,7 @@ sys.path.insert(0, str(HERE))  # (the peer, beside this file)
 
 import peer_bigsleep  # noqa: E402
 
-from textsleep.devices import resolve_device, resolve_dtype  # noqa: E402
+from textsleep.devices import device_info, resolve_device, resolve_dtype  # noqa: E402
 from textsleep.dream import Dream, Judge  # noqa: E402
 from textsleep.errors import UserError  # noqa: E402
 from textsleep.speed import Levers  # noqa: E402
@@ -447,15 +447,7 @@ def _table(report: dict) -> str:
 
 
 def _device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
+    return device_info(dev)["name"]
 
 
 def _slug(name: str) -> str:

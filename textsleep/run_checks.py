@@ -182,13 +182,19 @@ def _params(found: Any, bad: _Bad, what: str) -> dict[str, torch.Tensor]:
     if not isinstance(found, dict):
         raise bad(f"its {what} are missing")
     z, logits = found.get("z"), found.get("logits")
-    for name, t, width in (("z", z, Z_DIM), ("logits", logits, NUM_CLASSES)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() != 3 or t.shape[-1] != width:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise bad(f"its {what}' {name} is {shape}, not (pictures, latents, {width}) numbers")
-    if z.shape[:2] != logits.shape[:2] or not 1 <= z.shape[1] <= _MOST_LATENTS or z.shape[0] < 1:
-        raise bad(f"its {what}' z {tuple(z.shape)} and logits {tuple(logits.shape)} do not match")
+    _check_latent_tensors(z, logits, bad, f"{what}' ", pictures=True)
     return {"z": z, "logits": logits}
+
+
+def _check_latent_tensors(z: Any, logits: Any, bad: _Bad, whose: str, *, pictures: bool) -> None:
+    """``z`` (…, L, 128) and ``logits`` (…, L, 1000), floating point, with (B, L, ·) when ``pictures``."""
+    dims, lead = (3, "pictures, latents") if pictures else (2, "latents")
+    for name, t, width in (("z", z, Z_DIM), ("logits", logits, NUM_CLASSES)):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() != dims or t.shape[-1] != width:
+            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise bad(f"its {whose}{name} is {shape}, not ({lead}, {width}) numbers")
+    if z.shape[:-1] != logits.shape[:-1] or not 1 <= z.shape[-2] <= _MOST_LATENTS or z.shape[0] < 1:
+        raise bad(f"its {whose}z {tuple(z.shape)} and logits {tuple(logits.shape)} do not match")
 
 
 def _same(found: dict, want: dict, bad: _Bad, what: str) -> None:
@@ -222,12 +228,7 @@ def check_latents(data: Any, file: Path) -> dict:
     if not isinstance(data, dict):
         raise bad(f"holds a {type(data).__name__}, not latents and class logits")
     z, logits = data.get("z"), data.get("logits")
-    for name, t, width in (("z", z, Z_DIM), ("logits", logits, NUM_CLASSES)):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dim() != 2 or t.shape[-1] != width:
-            shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise bad(f"its {name} is {shape}, not (latents, {width}) numbers")
-    if z.shape[0] != logits.shape[0] or not 1 <= z.shape[0] <= _MOST_LATENTS:
-        raise bad(f"its z {tuple(z.shape)} and logits {tuple(logits.shape)} do not match")
+    _check_latent_tensors(z, logits, bad, "", pictures=False)
     if not torch.isfinite(z).all() or not torch.isfinite(logits).all():
         raise bad("its latents are not all finite numbers")
     rules = {
