@@ -20,7 +20,8 @@ gr = pytest.importorskip("gradio")
 
 from textsleep import batch as lib  # noqa: E402
 from textsleep.cli import app  # noqa: E402
-from textsleep.studio import Studio, list_runs  # noqa: E402
+from textsleep.page_lists import list_runs  # noqa: E402
+from textsleep.studio import Studio  # noqa: E402
 from textsleep.ui import Page, serve  # noqa: E402
 
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from textsleep.cli import app
 from textsleep.errors import UserError
-from textsleep.studio import Studio, batch_summary, caption, list_batches, list_runs
+from textsleep.page_lists import batch_summary, caption, list_batches, list_runs
+from textsleep.studio import Studio
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EMPTY = 'error: empty prompt; type some words in the Prompt box, e.g. "upside down tree"'  # the page's advice

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import typer
 
 from ..options import parse_options, with_settings
+from ..page_guard import is_loopback, read_auth
 from ..settings import knob
-from ..ui import is_loopback, read_auth, serve
+from ..ui import serve
 from .common import cli_errors, echo_err
 
 __all__ = ["register", "ui"]
