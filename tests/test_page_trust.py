@@ -136,7 +136,7 @@ def test_a_damaged_run_is_skipped_and_named_beside_the_list(page):
     assert [item["caption"] for item in gallery] == ["a good run · seed 1 · score 0.250"]
     assert note.startswith("**Damaged runs, not listed:**")
     assert "`five` skipped: " in note and "holds a int, not a run record" in note
-    assert "`bad_lr` skipped: " in note and "--lr 'x': must be a number" in note
+    assert "`bad_lr` skipped: " in note and "settings: lr='x': must be a number" in note
     assert "`cut` skipped: " in note and "not readable JSON" in note
 
 

@@ -161,7 +161,7 @@ def test_too_many_or_too_long_prompts_are_refused():
 @pytest.mark.parametrize(
     "change, fragment",
     [
-        (lambda r: r["settings"].update(lr="x"), "--lr 'x': must be a number"),
+        (lambda r: r["settings"].update(lr="x"), "settings: lr='x': must be a number"),
         (lambda r: r.update(seconds="x"), "seconds 'x' must be a number of seconds"),
         (lambda r: r.pop("settings"), "no settings in it"),
     ],
