@@ -11,10 +11,10 @@ import re
 import shlex
 
 import typer
-from open_clip.tokenizer import SimpleTokenizer
 from typer.core import TyperCommand, TyperGroup
 
 from .commands import batch, bench, dream, evaluate, explore, invert, ui, upscale, weights
+from .lazy import open_clip
 from .version import __version__
 
 __all__ = ["app", "main"]
@@ -142,7 +142,9 @@ def _distance(a: str, b: str) -> int:
 
 @functools.cache
 def _vocabulary() -> frozenset[str]:
-    return frozenset(token[: -len("</w>")] for token in SimpleTokenizer().encoder if token.endswith("</w>"))
+    return frozenset(
+        token[: -len("</w>")] for token in open_clip.tokenizer.SimpleTokenizer().encoder if token.endswith("</w>")
+    )
 
 
 def _known_word(word: str) -> bool:

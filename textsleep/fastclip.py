@@ -19,12 +19,12 @@ where its assumptions hold and leaves the model alone otherwise:
 
 from __future__ import annotations
 
-import open_clip
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from open_clip.transformer import Attention, CustomResidualAttentionBlock, QuickGELU
 from torch import nn
+
+from .lazy import open_clip
 
 __all__ = ["block_options", "speed_up", "use_attention"]
 
@@ -113,7 +113,9 @@ def fold_quick_gelu(visual: nn.Module) -> int:
     folded = 0
     for block in _blocks(visual):
         mlp = getattr(block, "mlp", None)
-        if not isinstance(mlp, nn.Sequential) or not isinstance(getattr(mlp, "gelu", None), QuickGELU):
+        if not isinstance(mlp, nn.Sequential) or not isinstance(
+            getattr(mlp, "gelu", None), open_clip.transformer.QuickGELU
+        ):
             continue
         fc, proj = getattr(mlp, "c_fc", None), getattr(mlp, "c_proj", None)
         if not (
@@ -136,7 +138,7 @@ def _is_plain(attn: nn.Module) -> bool:
     """open_clip's Attention with none of its options on: softmax(q·kᵀ/√d)·v and the output projection."""
 
     return (
-        isinstance(attn, Attention)
+        isinstance(attn, open_clip.transformer.Attention)
         and attn.logit_scale is None
         and attn.head_scale is None
         and all(isinstance(getattr(attn, n, nn.Identity()), nn.Identity) for n in ("ln_q", "ln_k", "ln_inner"))
@@ -238,7 +240,7 @@ def last_block_for_class_token(visual: nn.Module) -> bool:
     last = blocks[-1]
     attn = getattr(last, "attn", None)
     attn = attn.attn if isinstance(attn, _PlainAttention) else attn
-    plain = isinstance(last, CustomResidualAttentionBlock) and _is_plain(attn)
+    plain = isinstance(last, open_clip.transformer.CustomResidualAttentionBlock) and _is_plain(attn)
     pools_class_token = (
         getattr(visual, "attn_pool", None) is None
         and getattr(visual, "pool_type", None) == "tok"

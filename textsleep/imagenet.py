@@ -12,9 +12,8 @@ import difflib
 import re
 from functools import lru_cache
 
-from open_clip import IMAGENET_CLASSNAMES
-
 from .errors import UserError
+from .lazy import open_clip
 
 __all__ = ["NUM_CLASSES", "class_names", "resolve_class", "search_classes", "class_label"]
 
@@ -28,7 +27,7 @@ _NUMBER = re.compile(r"^[+-]?\d+$")
 def class_names() -> tuple[str, ...]:
     """The 1000 class names in index order."""
 
-    names = tuple(IMAGENET_CLASSNAMES)
+    names = tuple(open_clip.IMAGENET_CLASSNAMES)
     if len(names) != NUM_CLASSES:
         raise RuntimeError(f"open_clip.IMAGENET_CLASSNAMES has {len(names)} names, expected {NUM_CLASSES}")
     return names

@@ -26,13 +26,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import open_clip
 import torch
 from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 from torch import nn
 
 from .errors import UserError, one_line
 from .fastclip import block_options
+from .lazy import open_clip
 from .models import ModelCache, wrap_clip
 from .scorers import AestheticJudge, ClipJudge, Judge, PickScoreJudge, aesthetic_head, hps_preprocess, resize_preprocess
 from .weights import hub_problem

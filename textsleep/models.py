@@ -16,16 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import open_clip
 import torch
 from huggingface_hub import constants, try_to_load_from_cache
-from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from . import weights
 from .errors import UserError, one_line
 from .fastclip import block_options, speed_up
 from .fetch import hub_problem
+from .lazy import biggan_package, open_clip
 
 __all__ = [
     "Clip",
@@ -52,7 +51,7 @@ def biggan_config(size: int, channel_width: int = 128):
 
     if size not in _LAYERS:
         raise UserError(f"--size {size!r}: allowed sizes are {', '.join(map(str, _LAYERS))}")
-    return BigGANConfig(
+    return biggan_package.BigGANConfig(
         output_dim=size, channel_width=channel_width, layers=list(_LAYERS[size]), attention_layer_position=8
     )
 
@@ -75,8 +74,8 @@ def load_biggan(name_or_path: str, device: torch.device | str = "cpu", *, progre
     folder = weights.biggan_dir(name_or_path, progress=progress)
     config_file, weights_file = folder / "config.json", folder / "pytorch_model.bin"
     try:
-        config = BigGANConfig.from_json_file(str(config_file))
-        model = BigGAN(config)
+        config = biggan_package.BigGANConfig.from_json_file(str(config_file))
+        model = biggan_package.BigGAN(config)
     except (ValueError, TypeError, KeyError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as err:
         why = one_line(err, 200)
         raise UserError(f"{config_file}: not a BigGAN config ({why}){weights.set_aside(config_file)}") from None

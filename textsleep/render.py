@@ -25,14 +25,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pytorch_pretrained_biggan.model import GenBlock
+
+from .lazy import biggan_package
 
 __all__ = ["num_latents", "render", "affine_relu"]
 
 
 def _blocks(biggan):
 
-    return [isinstance(layer, GenBlock) for layer in biggan.generator.layers]
+    return [isinstance(layer, biggan_package.model.GenBlock) for layer in biggan.generator.layers]
 
 
 def num_latents(biggan) -> int:

@@ -12,12 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-import open_clip
 import torch
-from pytorch_pretrained_biggan import BigGAN
 
 from .fastclip import block_options
 from .judges import JUDGES
+from .lazy import biggan_package, open_clip
 from .models import Clip, biggan_config, clip_name, prepare_biggan, wrap_clip
 from .scorers import aesthetic_head
 
@@ -41,7 +40,7 @@ def random_biggan(size: int = 512, channel_width: int = 128, seed: int = 0, *, p
     """
 
     torch.manual_seed(seed)
-    model = BigGAN(biggan_config(size, channel_width))
+    model = biggan_package.BigGAN(biggan_config(size, channel_width))
     # the package creates the final batch norm's affine parameters uninitialised
     torch.nn.init.ones_(model.generator.bn.weight)
     torch.nn.init.zeros_(model.generator.bn.bias)

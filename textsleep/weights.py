@@ -34,7 +34,6 @@ from pathlib import Path
 import torch
 from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from platformdirs import user_cache_dir
-from pytorch_pretrained_biggan.model import PRETRAINED_CONFIG_ARCHIVE_MAP, PRETRAINED_MODEL_ARCHIVE_MAP
 
 from .errors import UserError
 from .fetch import (
@@ -49,6 +48,7 @@ from .fetch import (
     sha256_of,
     write_stamp,
 )
+from .lazy import biggan_package
 
 __all__ = [
     "BIGGAN_SHORTCUTS",
@@ -181,7 +181,11 @@ def _biggan_sources(spec: str) -> tuple[Path, dict[str, str]]:
     mirror = os.environ.get("TEXTSLEEP_BIGGAN_URL", "").strip().rstrip("/")
     if mirror:
         return cache_root() / "biggan" / spec, {f: _join(mirror, f"{spec}-{f}") for f in FILES}
-    urls = {"pytorch_model.bin": PRETRAINED_MODEL_ARCHIVE_MAP[spec], "config.json": PRETRAINED_CONFIG_ARCHIVE_MAP[spec]}
+    archive = biggan_package.model  # (the package's own download addresses)
+    urls = {
+        "pytorch_model.bin": archive.PRETRAINED_MODEL_ARCHIVE_MAP[spec],
+        "config.json": archive.PRETRAINED_CONFIG_ARCHIVE_MAP[spec],
+    }
     return cache_root() / "biggan" / spec, urls
 
 
