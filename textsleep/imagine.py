@@ -30,10 +30,10 @@ from .media import to_pil
 from .models import ModelCache, biggan_folder_size
 from .prompts import parse_story, story_parts
 from .render import num_latents
-from .runs import RunFolder, RunRecord
+from .runs import RUN_FILES, RunFolder, RunRecord
 from .settings import SIZES, DreamSettings, canonical_options
 from .starts import choose_start, init_ranking
-from .upscale import check_upscale, upscale_run
+from .upscale import DEFAULT_UPSCALERS, check_upscale, upscale_run
 
 __all__ = ["Imagine", "DreamFailed", "PATIENCE_MARGIN"]
 
@@ -86,7 +86,7 @@ class Imagine:
             self.folder = RunFolder.at(run_dir) if run_dir is not None else None
         self.settings = s = self.record.settings
         if s.upscale:  # (fails now, not after a long dream, when the upscaler cannot be had)
-            check_upscale(s.upscale)
+            check_upscale(s.upscale, s.upscaler)
         self.story = parse_story(s.text, s.images, s.negatives)  # the prompts of each part of a story
         self.prompts = self.story[0]
         display = None if quiet else notebook_hook(display_every)
@@ -211,8 +211,30 @@ class Imagine:
             if status == Status.FINISHED:
                 self.folder.finish(self.record)
                 if s.upscale:
-                    upscale_run(self.run_dir, s.upscale, device=str(self.device))
+                    self._upscale()
         return self.run_dir
+
+    def _upscale(self) -> None:
+        """``--upscale``: write ``image_x4.png`` beside each picture; ``run.json`` says what was written, or why not
+        (the dream itself stays finished)."""
+        s = self.settings
+        name = Path(s.upscaler).name if s.upscaler else DEFAULT_UPSCALERS[s.upscale]
+        self.record.upscaled = {"scale": s.upscale, "upscaler": name, "files": [], "error": None}
+        try:
+            written = upscale_run(self.run_dir, s.upscale, s.upscaler, device=str(self.device))
+        except Exception as err:
+            self.record.upscaled["error"] = one_line(err)
+            self.folder.write_records(self.record)
+            if isinstance(err, UserError):
+                again = f" --upscaler {s.upscaler}" if s.upscaler else ""
+                raise UserError(
+                    f"the dream finished ({self.run_dir}) but upscaling it {s.upscale}x failed: {one_line(err)}; the "
+                    f"pictures are kept; once that is fixed: textsleep upscale "
+                    f"{self.run_dir / RUN_FILES['image']} --scale {s.upscale}{again}"
+                ) from None
+            raise
+        self.record.upscaled["files"] = [str(p.relative_to(self.run_dir)) for p in written]
+        self.folder.write_records(self.record)
 
     def _end(self, status: Status) -> None:
         """Save how the loop ended (a failed run keeps its last good save), then close the hooks."""
