@@ -248,3 +248,24 @@ def test_the_testing_writer_makes_an_upscaler_spandrel_loads_and_prints_how_to_u
     with Image.open(picture.with_name("image_x4.png")) as big:
         assert big.size == (64, 64)
     assert any("--upscale 4 --upscaler" in line for line in lines)
+
+
+@pytest.mark.dream
+def test_a_batch_with_bad_lines_counts_them_the_same_everywhere_and_quiet_prints_no_job_lines(tiny_args, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red cube\nblue -- --size 100\na green cube\nfoo -- --lr -1\n")
+    quick = [*tiny_args, "--iterations", "2", "--save-every", "2", "--cutouts", "2"]
+    out = tmp_path / "batch"
+    first = runner.invoke(app, ["batch", str(prompts), *quick, "--out", str(out)])
+    assert first.exit_code == 1, first.output  # two lines failed
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith(f"batch {out}: 4 jobs (2 of them bad lines: recorded as failed, not dreamt);")
+    assert [line.split()[0] for line in lines[1:5]] == ["[3/4]", "[3/4]", "[4/4]", "[4/4]"]  # bad lines settled first
+    assert lines[5].startswith("4 jobs: 2 finished, 2 failed (2 of them bad lines), 0 running, 0 waiting")
+    again = runner.invoke(app, ["batch", str(prompts), *quick, "--out", str(out)])
+    assert "skipped 2 finished and 2 failed job(s) (2 of them bad lines: fix them to dream them)" in again.stdout
+    quiet = runner.invoke(app, ["batch", str(prompts), *quick, "--out", str(tmp_path / "quiet"), "--quiet"])
+    assert quiet.exit_code == 1, quiet.output
+    assert not [line for line in quiet.stdout.splitlines() if line.startswith("[")], quiet.stdout
+    assert [line.split(":")[0] for line in quiet.stdout.splitlines()][:2] == [f"batch {tmp_path / 'quiet'}", "4 jobs"]
+    assert "dreaming" not in quiet.stderr and quiet.stderr.count("warning: ") == 2  # the bad lines, still named
