@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+import socket
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,31 @@ def test_a_batch_with_bad_lines_counts_them_the_same_everywhere_and_quiet_prints
     assert not [line for line in quiet.stdout.splitlines() if line.startswith("[")], quiet.stdout
     assert [line.split(":")[0] for line in quiet.stdout.splitlines()][:2] == [f"batch {tmp_path / 'quiet'}", "4 jobs"]
     assert "dreaming" not in quiet.stderr and quiet.stderr.count("warning: ") == 2  # the bad lines, still named
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_first_dream_offline_names_clip_and_biggan_at_once(tmp_path, monkeypatch, one_line_error):
+    monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", f"http://127.0.0.1:{_closed_port()}")  # no network; HF_HUB_OFFLINE=1
+    result = runner.invoke(app, ["a cat", "--iterations", "1", "--device", "cpu", "--out", str(tmp_path / "out")])
+    line = one_line_error(
+        result,
+        "both models are missing, CLIP ViT-B-32 'openai' and BigGAN biggan-deep-512",
+        "`textsleep download --size 512 --clip-model ViT-B-32 --clip-pretrained openai` fetches both",
+    )
+    assert "CLIP: cannot get CLIP ViT-B-32 weights 'openai'" in line and "BigGAN: cannot download" in line
+    assert result.exit_code == 2
+
+
+def test_download_offline_suggests_only_what_download_takes(tmp_path, monkeypatch, one_line_error):
+    monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", f"http://127.0.0.1:{_closed_port()}")
+    result = runner.invoke(app, ["download", "--no-clip", "--size", "128"])
+    line = one_line_error(result, "set TEXTSLEEP_BIGGAN_URL to a mirror", "`textsleep download --size 128`")
+    for_download = line.split("; a dream also takes")[0]
+    options = " ".join(runner.invoke(app, ["download", "--help"], terminal_width=200).output.split())
+    assert all(flag in options for flag in re.findall(r"--[a-z][a-z-]*", for_download)), for_download
+    assert "--biggan DIR" not in for_download

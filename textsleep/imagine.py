@@ -34,6 +34,7 @@ from .runs import RUN_FILES, RunFolder, RunRecord
 from .settings import SIZES, DreamSettings, canonical_options
 from .starts import choose_start, init_ranking
 from .upscale import DEFAULT_UPSCALERS, check_upscale, upscale_run
+from .weights import BIGGAN_SHORTCUTS
 
 __all__ = ["Imagine", "DreamFailed", "PATIENCE_MARGIN"]
 
@@ -120,8 +121,7 @@ class Imagine:
         self.device = device = resolve_device(s.device)
         self.dtype = dtype = resolve_dtype(s.precision, device)
         # (a model of weight 0 is left out of the ensemble: not even loaded)
-        judges = [load_guide(spec, device, dtype, self.models) for spec in s.clips() if spec.weight > 0]
-        biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
+        judges, biggan = self._load_models(device, dtype)
         self.record.device, self.record.dtype = str(device), str(dtype).removeprefix("torch.")
         self.record.device_name = device_info(device)["name"]
         # 3. prompts: every part of a story, for every guiding model
@@ -145,6 +145,36 @@ class Imagine:
             )
         self.dream = dream
         return dream
+
+    def _load_models(self, device, dtype) -> tuple[list, Any]:
+        """The guiding models and BigGAN; when neither can be had (a first dream offline) one error names both."""
+        s, missing = self.settings, None
+        try:  # (a model of weight 0 is left out of the ensemble: not even loaded)
+            judges = [load_guide(spec, device, dtype, self.models) for spec in s.clips() if spec.weight > 0]
+        except SettingError:
+            raise
+        except UserError as err:
+            judges, missing = [], err
+        try:
+            biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
+        except UserError as err:
+            if missing is None or isinstance(err, SettingError):
+                raise
+            clip = s.clips()[0]
+            fetch = (
+                f"where there is network `textsleep download --size {s.biggan_name.rsplit('-', 1)[-1]} --clip-model "
+                f"{clip.name} --clip-pretrained {clip.pretrained}` fetches both, then copy the caches here as each "
+                "says; "
+                if s.biggan_name in BIGGAN_SHORTCUTS
+                else ""
+            )
+            raise UserError(
+                f"both models are missing, CLIP {clip.name} {clip.pretrained!r} and BigGAN {s.biggan_name}: {fetch}"
+                f"CLIP: {one_line(missing, 600)}; BigGAN: {one_line(err, 600)}"
+            ) from None
+        if missing is not None:
+            raise missing
+        return judges, biggan
 
     def steps(self) -> Iterator[Step]:
         """The loop (phase 5) as a generator: one :class:`Step` per iteration; no printing, no files.
