@@ -160,7 +160,7 @@ def test_bad_lines_are_skipped_and_recorded_rerun_skips_finished(tmp_path, quick
     stamp = (run_dir / "run.json").stat().st_mtime_ns
 
     again = run_batch([str(path), *quick, "--out", str(out)])
-    assert "skipped 2 finished and 0 failed job(s)" in again.output
+    assert "skipped 2 finished and 1 failed job(s) (1 of them a bad line: fix it to dream it)" in again.output
     assert all(len(r["attempts"]) == len(records[k]["attempts"]) for k, r in _by_prompt(out).items())
     assert (run_dir / "run.json").stat().st_mtime_ns == stamp
     assert len(list((out / "runs").iterdir())) == 2
@@ -295,7 +295,7 @@ def test_sigkill_mid_job_then_rerun_resumes_it_and_runs_each_job_once(tmp_path, 
     assert records["third"]["status"] == "pending" and killed_at < iterations
     first_record = (out / records["first"]["folder"] / "run.json").read_bytes()
 
-    again = run_batch(args)  # the same command again
+    again = run_batch([a for a in args if a != "--quiet"])  # the same command again, with its lines per job
     assert again.exit_code == 0, again.output
     records = {r["source"].split(" --")[0]: r for r in read_records(out)}
     assert all(r["status"] == "finished" for r in records.values())

@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from typer.testing import CliRunner
 
 from textsleep import Imagine, UserError
 from textsleep.cli import app
-from textsleep.testing import main
+from textsleep.testing import main, write_upscaler
+from textsleep.upscale import load_upscaler
 
 runner = CliRunner()
 
@@ -192,3 +194,107 @@ def test_readme_is_in_the_order_a_newcomer_reads_it():
     assert "`latents.pt`" in text and "needs CLIP too" in text
     assert ". .venv/bin/activate" in text and "--index-url https://download.pytorch.org/whl/cpu" in text
     assert 'python -m pytest -q -m "not dream"' in text
+
+
+@pytest.mark.dream
+def test_a_dream_upscales_with_a_local_pth_and_run_json_says_what_was_written(tiny_args, tmp_path):
+    pytest.importorskip("spandrel")
+    net = write_upscaler(tmp_path / "tiny_x4.pth")
+    result = runner.invoke(app, ["a cat", *tiny_args, "--upscale", "4", "--upscaler", str(net), "--quiet"])
+    assert result.exit_code == 0, result.output
+    run = Path(result.output.strip().splitlines()[-1]).parent
+    with Image.open(run / "image.png") as small, Image.open(run / "image_x4.png") as big:
+        assert big.size == (small.width * 4, small.height * 4)
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "finished" and record["settings"]["upscaler"] == str(net)
+    assert record["upscaled"] == {"scale": 4, "upscaler": "tiny_x4.pth", "files": ["image_x4.png"], "error": None}
+
+
+@pytest.mark.dream
+def test_a_failed_upscale_keeps_the_dream_finished_and_run_json_says_why(tiny_args, tmp_path, one_line_error):
+    pytest.importorskip("spandrel")
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a network")  # a file: the check before dreaming passes; loading it at the end fails
+    result = runner.invoke(app, ["a cat", *tiny_args, "--upscale", "4", "--upscaler", str(broken)])
+    run = tmp_path / "outputs" / "a_cat"
+    one_line_error(result, f"the dream finished ({run})", "not an upscaler network", f"textsleep upscale {run}")
+    assert result.exit_code == 2 and (run / "image.png").is_file() and not (run / "image_x4.png").exists()
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "finished" and record["error"] is None
+    upscaled = record["upscaled"]
+    assert upscaled["upscaler"] == "broken.pth" and upscaled["files"] == []
+    assert "not an upscaler network spandrel can load" in upscaled["error"] and "\n" not in upscaled["error"]
+
+
+def test_an_upscaler_without_upscale_and_a_missing_one_fail_before_dreaming(tiny_args, tmp_path, one_line_error):
+    alone = runner.invoke(app, ["a cat", *tiny_args, "--upscaler", "RealESRGAN_x4plus"])
+    one_line_error(alone, "--upscaler 'RealESRGAN_x4plus': an upscaler without upscaling")
+    missing = runner.invoke(app, ["a cat", *tiny_args, "--upscale", "4", "--upscaler", str(tmp_path / "no.pth")])
+    one_line_error(missing, "is neither a known upscaler")
+    assert not (tmp_path / "outputs").exists()  # nothing dreamt
+
+
+def test_the_testing_writer_makes_an_upscaler_spandrel_loads_and_prints_how_to_use_it(tmp_path, capsys):
+    pytest.importorskip("spandrel")
+    main([str(tmp_path / "weights")])
+    lines = capsys.readouterr().out.splitlines()
+    line = next(line for line in lines if line.startswith("textsleep upscale "))
+    args = shlex.split(line)
+    assert load_upscaler(args[args.index("--upscaler") + 1], scale=4).scale == 4
+    picture = Path(args[2])  # where the printed dream leaves its picture; a stand-in here
+    picture.parent.mkdir(parents=True)
+    Image.new("RGB", (16, 16), (200, 40, 40)).save(picture)
+    result = runner.invoke(app, args[1:])
+    assert result.exit_code == 0, result.output
+    with Image.open(picture.with_name("image_x4.png")) as big:
+        assert big.size == (64, 64)
+    assert any("--upscale 4 --upscaler" in line for line in lines)
+
+
+@pytest.mark.dream
+def test_a_batch_with_bad_lines_counts_them_the_same_everywhere_and_quiet_prints_no_job_lines(tiny_args, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red cube\nblue -- --size 100\na green cube\nfoo -- --lr -1\n")
+    quick = [*tiny_args, "--iterations", "2", "--save-every", "2", "--cutouts", "2"]
+    out = tmp_path / "batch"
+    first = runner.invoke(app, ["batch", str(prompts), *quick, "--out", str(out)])
+    assert first.exit_code == 1, first.output  # two lines failed
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith(f"batch {out}: 4 jobs (2 of them bad lines: recorded as failed, not dreamt);")
+    assert [line.split()[0] for line in lines[1:5]] == ["[3/4]", "[3/4]", "[4/4]", "[4/4]"]  # bad lines settled first
+    assert lines[5].startswith("4 jobs: 2 finished, 2 failed (2 of them bad lines), 0 running, 0 waiting")
+    again = runner.invoke(app, ["batch", str(prompts), *quick, "--out", str(out)])
+    assert "skipped 2 finished and 2 failed job(s) (2 of them bad lines: fix them to dream them)" in again.stdout
+    quiet = runner.invoke(app, ["batch", str(prompts), *quick, "--out", str(tmp_path / "quiet"), "--quiet"])
+    assert quiet.exit_code == 1, quiet.output
+    assert not [line for line in quiet.stdout.splitlines() if line.startswith("[")], quiet.stdout
+    assert [line.split(":")[0] for line in quiet.stdout.splitlines()][:2] == [f"batch {tmp_path / 'quiet'}", "4 jobs"]
+    assert "dreaming" not in quiet.stderr and quiet.stderr.count("warning: ") == 2  # the bad lines, still named
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_first_dream_offline_names_clip_and_biggan_at_once(tmp_path, monkeypatch, one_line_error):
+    monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", f"http://127.0.0.1:{_closed_port()}")  # no network; HF_HUB_OFFLINE=1
+    result = runner.invoke(app, ["a cat", "--iterations", "1", "--device", "cpu", "--out", str(tmp_path / "out")])
+    line = one_line_error(
+        result,
+        "both models are missing, CLIP ViT-B-32 'openai' and BigGAN biggan-deep-512",
+        "`textsleep download --size 512 --clip-model ViT-B-32 --clip-pretrained openai` fetches both",
+    )
+    assert "CLIP: cannot get CLIP ViT-B-32 weights 'openai'" in line and "BigGAN: cannot download" in line
+    assert result.exit_code == 2
+
+
+def test_download_offline_suggests_only_what_download_takes(tmp_path, monkeypatch, one_line_error):
+    monkeypatch.setenv("TEXTSLEEP_BIGGAN_URL", f"http://127.0.0.1:{_closed_port()}")
+    result = runner.invoke(app, ["download", "--no-clip", "--size", "128"])
+    line = one_line_error(result, "set TEXTSLEEP_BIGGAN_URL to a mirror", "`textsleep download --size 128`")
+    for_download = line.split("; a dream also takes")[0]
+    options = " ".join(runner.invoke(app, ["download", "--help"], terminal_width=200).output.split())
+    assert all(flag in options for flag in re.findall(r"--[a-z][a-z-]*", for_download)), for_download
+    assert "--biggan DIR" not in for_download

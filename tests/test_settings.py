@@ -92,7 +92,17 @@ def test_resume_rules_come_from_the_fields():
 def test_job_identity_leaves_out_the_run_only_fields(tmp_path):
     from textsleep.batch import plan_batch
 
-    assert RUN_ONLY == {"device", "out", "save_every", "save_progress", "video", "cutout_batch", "upscale", "compile"}
+    assert RUN_ONLY == {
+        "device",
+        "out",
+        "save_every",
+        "save_progress",
+        "video",
+        "cutout_batch",
+        "upscale",
+        "upscaler",
+        "compile",
+    }
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red cube\n")
     ids = lambda defaults: [j.id for j in plan_batch(prompts, defaults).jobs]  # noqa: E731

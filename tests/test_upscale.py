@@ -23,42 +23,9 @@ from textsleep import weights
 from textsleep.cli import app
 from textsleep.errors import UserError
 from textsleep.outputs import read_png_text, save_png
+from textsleep.testing import upscaler_state as released_state
 
 runner = CliRunner()
-
-# The key names of Real-ESRGAN's released RRDBNet files (the "new" ESRGAN layout) for spandrel's own (old-layout)
-# parameter names; spandrel translates them back on load, which the first test checks tensor by tensor.
-_RELEASED = {"0": "conv_first", "3": "conv_up1", "6": "conv_up2", "8": "conv_hr", "10": "conv_last"}
-
-
-def released_state(scale: int, *, blocks: int = 1, features: int = 8, seed: int = 0) -> tuple[torch.nn.Module, dict]:
-    """A random RRDBNet of spandrel's ESRGAN class and its ``{"params_ema": state}`` as in RealESRGAN_x{scale}plus.pth.
-
-    Like the released x2plus, the 2x network is the 4x one fed a pixel-unshuffled picture (12 input channels).
-    The last bias is mid-grey so outputs are pictures, not clipped black.
-    """
-    from spandrel.architectures.ESRGAN import ESRGAN
-
-    torch.manual_seed(seed)
-    net = ESRGAN(
-        in_nc=12 if scale == 2 else 3,
-        out_nc=3,
-        num_filters=features,
-        num_blocks=blocks,
-        scale=4,
-        shuffle_factor=2 if scale == 2 else None,
-    )
-    with torch.no_grad():
-        net.model[10].bias += 0.5
-    state = {}
-    for key, value in net.state_dict().items():
-        rdb = re.fullmatch(r"model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)", key)
-        if rdb:
-            state[f"body.{rdb[1]}.rdb{rdb[2]}.conv{rdb[3]}.{rdb[4]}"] = value.clone()
-            continue
-        index, sub, kind = re.fullmatch(r"model\.(\d+)\.(?:sub\.(\d+)\.)?(weight|bias)", key).groups()
-        state[f"{'conv_body' if sub else _RELEASED[index]}.{kind}"] = value.clone()
-    return net, {"params_ema": state}
 
 
 @pytest.fixture(scope="module")

@@ -30,10 +30,11 @@ from .media import to_pil
 from .models import ModelCache, biggan_folder_size
 from .prompts import parse_story, story_parts
 from .render import num_latents
-from .runs import RunFolder, RunRecord
+from .runs import RUN_FILES, RunFolder, RunRecord
 from .settings import SIZES, DreamSettings, canonical_options
 from .starts import choose_start, init_ranking
-from .upscale import check_upscale, upscale_run
+from .upscale import DEFAULT_UPSCALERS, check_upscale, upscale_run
+from .weights import BIGGAN_SHORTCUTS
 
 __all__ = ["Imagine", "DreamFailed", "PATIENCE_MARGIN"]
 
@@ -86,7 +87,7 @@ class Imagine:
             self.folder = RunFolder.at(run_dir) if run_dir is not None else None
         self.settings = s = self.record.settings
         if s.upscale:  # (fails now, not after a long dream, when the upscaler cannot be had)
-            check_upscale(s.upscale)
+            check_upscale(s.upscale, s.upscaler)
         self.story = parse_story(s.text, s.images, s.negatives)  # the prompts of each part of a story
         self.prompts = self.story[0]
         display = None if quiet else notebook_hook(display_every)
@@ -120,8 +121,7 @@ class Imagine:
         self.device = device = resolve_device(s.device)
         self.dtype = dtype = resolve_dtype(s.precision, device)
         # (a model of weight 0 is left out of the ensemble: not even loaded)
-        judges = [load_guide(spec, device, dtype, self.models) for spec in s.clips() if spec.weight > 0]
-        biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
+        judges, biggan = self._load_models(device, dtype)
         self.record.device, self.record.dtype = str(device), str(dtype).removeprefix("torch.")
         self.record.device_name = device_info(device)["name"]
         # 3. prompts: every part of a story, for every guiding model
@@ -145,6 +145,36 @@ class Imagine:
             )
         self.dream = dream
         return dream
+
+    def _load_models(self, device, dtype) -> tuple[list, Any]:
+        """The guiding models and BigGAN; when neither can be had (a first dream offline) one error names both."""
+        s, missing = self.settings, None
+        try:  # (a model of weight 0 is left out of the ensemble: not even loaded)
+            judges = [load_guide(spec, device, dtype, self.models) for spec in s.clips() if spec.weight > 0]
+        except SettingError:
+            raise
+        except UserError as err:
+            judges, missing = [], err
+        try:
+            biggan = self.models.biggan(s.biggan_name, device, dtype, progress=not self.quiet)
+        except UserError as err:
+            if missing is None or isinstance(err, SettingError):
+                raise
+            clip = s.clips()[0]
+            fetch = (
+                f"where there is network `textsleep download --size {s.biggan_name.rsplit('-', 1)[-1]} --clip-model "
+                f"{clip.name} --clip-pretrained {clip.pretrained}` fetches both, then copy the caches here as each "
+                "says; "
+                if s.biggan_name in BIGGAN_SHORTCUTS
+                else ""
+            )
+            raise UserError(
+                f"both models are missing, CLIP {clip.name} {clip.pretrained!r} and BigGAN {s.biggan_name}: {fetch}"
+                f"CLIP: {one_line(missing, 600)}; BigGAN: {one_line(err, 600)}"
+            ) from None
+        if missing is not None:
+            raise missing
+        return judges, biggan
 
     def steps(self) -> Iterator[Step]:
         """The loop (phase 5) as a generator: one :class:`Step` per iteration; no printing, no files.
@@ -211,8 +241,30 @@ class Imagine:
             if status == Status.FINISHED:
                 self.folder.finish(self.record)
                 if s.upscale:
-                    upscale_run(self.run_dir, s.upscale, device=str(self.device))
+                    self._upscale()
         return self.run_dir
+
+    def _upscale(self) -> None:
+        """``--upscale``: write ``image_x4.png`` beside each picture; ``run.json`` says what was written, or why not
+        (the dream itself stays finished)."""
+        s = self.settings
+        name = Path(s.upscaler).name if s.upscaler else DEFAULT_UPSCALERS[s.upscale]
+        self.record.upscaled = {"scale": s.upscale, "upscaler": name, "files": [], "error": None}
+        try:
+            written = upscale_run(self.run_dir, s.upscale, s.upscaler, device=str(self.device))
+        except Exception as err:
+            self.record.upscaled["error"] = one_line(err)
+            self.folder.write_records(self.record)
+            if isinstance(err, UserError):
+                again = f" --upscaler {s.upscaler}" if s.upscaler else ""
+                raise UserError(
+                    f"the dream finished ({self.run_dir}) but upscaling it {s.upscale}x failed: {one_line(err)}; the "
+                    f"pictures are kept; once that is fixed: textsleep upscale "
+                    f"{self.run_dir / RUN_FILES['image']} --scale {s.upscale}{again}"
+                ) from None
+            raise
+        self.record.upscaled["files"] = [str(p.relative_to(self.run_dir)) for p in written]
+        self.folder.write_records(self.record)
 
     def _end(self, status: Status) -> None:
         """Save how the loop ended (a failed run keeps its last good save), then close the hooks."""

@@ -122,6 +122,7 @@ class RunRecord:
     dtype: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # a kind's own entries (an inversion's "invert" recipe)
     prompts: list[dict] = field(default_factory=list)  # (the first part's, checked; from the settings when not given)
+    upscaled: dict | None = None  # --upscale at the end: {"scale", "upscaler", "files", "error"}
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -235,6 +236,7 @@ class RunRecord:
             "seconds_per_step": round(self.seconds / self.steps_done, 4) if self.steps_done else None,
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "files": dict(RUN_FILES),
+            "upscaled": self.upscaled,
             **self.extra,
         }
         if several:

@@ -228,6 +228,14 @@ class DreamSettings:
         resume=True,
         identity=False,
     )
+    upscaler: str | None = knob(
+        None,
+        "RealESRGAN_x4plus, RealESRGAN_x2plus or a local .pth for --upscale (default: the one for its scale).",
+        resume=True,
+        identity=False,
+        show=False,
+        metavar="NAME|PATH",
+    )
 
     def __post_init__(self) -> None:
         check_types(self)  # (before anything uses the values: a record read from a file may hold anything)
@@ -461,6 +469,7 @@ def _check(s: DreamSettings) -> None:
             missing=True,
         )
     need(s.upscale is None or s.upscale in UPSCALES, "upscale", f"allowed are {', '.join(map(str, UPSCALES))}")
+    need(s.upscaler is None or s.upscale, "upscaler", "an upscaler without upscaling: ask for 2x or 4x upscaling too")
 
 
 def canonical_options(options: dict[str, Any]) -> dict[str, Any]:

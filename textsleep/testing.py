@@ -2,13 +2,15 @@
 
 For tests, benchmarks and trying the whole program where no real weights can
 be had: ``python -m textsleep.testing DIR [--full]`` writes a tiny (or
-full-size) BigGAN folder and CLIP checkpoint and prints the ``textsleep``
-command that uses them.  The pictures are noise; everything else is real.
+full-size) BigGAN folder and CLIP checkpoint (and, with spandrel installed, a tiny
+4x upscaler as Real-ESRGAN releases them) and prints the ``textsleep`` commands
+that use them.  The pictures are noise; everything else is real.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +31,8 @@ __all__ = [
     "write_aesthetic",
     "write_pickscore",
     "write_hps_prompts",
+    "upscaler_state",
+    "write_upscaler",
     "TINY_CLIP_CONFIG",
 ]
 
@@ -180,6 +184,49 @@ def write_hps_prompts(folder: Path, per_style: int = 3) -> Path:
     return folder
 
 
+# The key names of Real-ESRGAN's released RRDBNet files (the "new" ESRGAN layout) for spandrel's own (old-layout)
+# parameter names; spandrel translates them back on load.
+_RELEASED = {"0": "conv_first", "3": "conv_up1", "6": "conv_up2", "8": "conv_hr", "10": "conv_last"}
+
+
+def upscaler_state(scale: int, *, blocks: int = 1, features: int = 8, seed: int = 0) -> tuple[torch.nn.Module, dict]:
+    """A random RRDBNet of spandrel's ESRGAN class and its ``{"params_ema": state}`` as in RealESRGAN_x{scale}plus.pth.
+
+    Like the released x2plus, the 2x network is the 4x one fed a pixel-unshuffled picture (12 input channels).
+    The last bias is mid-grey so outputs are pictures, not clipped black.
+    """
+    from spandrel.architectures.ESRGAN import ESRGAN  # noqa: PLC0415 (an optional extra)
+
+    torch.manual_seed(seed)
+    net = ESRGAN(
+        in_nc=12 if scale == 2 else 3,
+        out_nc=3,
+        num_filters=features,
+        num_blocks=blocks,
+        scale=4,
+        shuffle_factor=2 if scale == 2 else None,
+    )
+    with torch.no_grad():
+        net.model[10].bias += 0.5
+    state = {}
+    for key, value in net.state_dict().items():
+        rdb = re.fullmatch(r"model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)", key)
+        if rdb:
+            state[f"body.{rdb[1]}.rdb{rdb[2]}.conv{rdb[3]}.{rdb[4]}"] = value.clone()
+            continue
+        index, sub, kind = re.fullmatch(r"model\.(\d+)\.(?:sub\.(\d+)\.)?(weight|bias)", key).groups()
+        state[f"{'conv_body' if sub else _RELEASED[index]}.{kind}"] = value.clone()
+    return net, {"params_ema": state}
+
+
+def write_upscaler(file: Path, scale: int = 4, seed: int = 0) -> Path:
+    """A tiny random upscaler ``.pth`` in the released Real-ESRGAN format (needs spandrel, the upscale extra)."""
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(upscaler_state(scale, seed=seed)[1], file)
+    return file
+
+
 TRY_IT = "--size 128 --iterations 30 --cutouts 8 --save-every 3 --save-progress"
 """The options of the dream :func:`main` prints: few steps and cutouts, a picture saved every 3 steps."""
 
@@ -208,6 +255,13 @@ def main(argv: list[str]) -> None:
         f"textsleep eval --benchmark hps={prompts} --limit 2 --judge hps-v2.1={hps} --judge aesthetic={aesthetic} "
         f"{dream} --iterations 2 --cutouts 4 --size 128 --out {out}/benchmark"
     )
+    try:
+        upscaler = write_upscaler(out / "upscaler_x4.pth")
+    except ImportError:
+        print('# pip install "textsleep[upscale]" and run this again for a tiny upscaler too')
+        return
+    print(f"textsleep upscale {out}/outputs/upside_down_tree/image.png --upscaler {upscaler}")
+    print(f"# or upscale as the dream ends: add --upscale 4 --upscaler {upscaler} to the first command")
 
 
 if __name__ == "__main__":

@@ -227,11 +227,16 @@ def _max_bytes(dest: Path) -> int:
 
 
 def _how_to_supply(name: str) -> str:
-    local = "pass --biggan DIR (a folder with pytorch_model.bin + config.json) or set TEXTSLEEP_BIGGAN_URL to a mirror"
+    """What to do when ``name`` cannot be fetched, in words that suit ``textsleep download`` and a dream alike."""
+    folder = "a folder with pytorch_model.bin + config.json"
     if name in BIGGAN_SHORTCUTS:
         size = name.rsplit("-", 1)[-1]
-        return f"{local}, or run `textsleep download --size {size}` where there is network and copy {cache_root()} here"
-    return local
+        return (
+            f"set TEXTSLEEP_BIGGAN_URL to a mirror (a folder or URL holding {name}-config.json and "
+            f"{name}-pytorch_model.bin), or run `textsleep download --size {size}` where there is network and copy "
+            f"{cache_root()} here; a dream also takes --biggan DIR ({folder})"
+        )
+    return f"pass --biggan DIR ({folder}) or set TEXTSLEEP_BIGGAN_URL to a mirror"
 
 
 def set_aside(path: Path) -> str:

@@ -63,7 +63,7 @@ class BatchOptions:
     devices: str | None = knob(None, "One worker per device on this machine, e.g. cuda:0,cuda:1.", metavar="DEVICES")
     force: bool = knob(False, "Use an --out folder made for another prompt file or other options.")
     status: Path | None = knob(None, "Show what is done in a batch folder, and exit.", metavar="DIR")
-    quiet: bool = knob(False, "No per-job progress bar.", short="-q")
+    quiet: bool = knob(False, "No line or progress bar per job: bad lines, errors and the tally only.", short="-q")
     worker: str | None = knob(None, "(internal) a worker started by --devices.", hidden=True)
 
     def __post_init__(self) -> None:
@@ -151,7 +151,7 @@ def run_workers(run: Launch) -> int:
     """
 
     common = [str(run.prompt_file), "--out", str(run.folder.path), *run.dream_args]
-    common += run.options.words("repeat", "seeds", "shard", "retry_failed")
+    common += run.options.words("repeat", "seeds", "shard", "retry_failed", "quiet")
     procs = []
     for device in run.devices or ():
         args = [sys.executable, "-m", "textsleep", "batch", *common, "--device", device, "--worker", device]

@@ -26,6 +26,7 @@ class Progress:
     seconds_per_step: float | None  # measured over the jobs' recorded times
     remaining_steps: int
     eta_seconds: float | None  # for the jobs given as `mine` (all of them by default)
+    bad: int = 0  # failed without ever starting: bad lines of the prompt file (counted in `failed` too)
 
     @property
     def done(self) -> int:
@@ -43,7 +44,8 @@ def progress(records: list[dict[str, Any]], mine: list[dict[str, Any]] | None = 
     eta = per_step * remaining / max(1, workers) if per_step is not None else None
     finished, failed, running = count[Status.FINISHED], count[Status.FAILED], count[Status.RUNNING]
     waiting = len(records) - finished - failed - running
-    return Progress(len(records), finished, failed, running, waiting, per_step, remaining, eta)
+    bad = sum(r.get("status") == Status.FAILED and not r.get("attempts") for r in records)
+    return Progress(len(records), finished, failed, running, waiting, per_step, remaining, eta, bad)
 
 
 @dataclass

@@ -52,29 +52,33 @@ def batch(
     if worker is None:
         (index, count), mine = run.shard, run.mine
         part = f" (shard {index}/{count}{run.shard_from})" if count > 1 or run.shard_from else ""
-        bad = f" ({sum(not j.valid for j in mine)} bad line(s) skipped)" if any(not j.valid for j in mine) else ""
-        typer.echo(
-            f"batch {run.folder.path}: {sum(j.valid for j in mine)} jobs{part}{bad}; gallery {run.folder.gallery}"
-        )
+        bad = sum(not j.valid for j in mine)
+        bad_lines = f" ({_bad_lines(bad)}: recorded as failed, not dreamt)" if bad else ""
+        typer.echo(f"batch {run.folder.path}: {len(mine)} jobs{part}{bad_lines}; gallery {run.folder.gallery}")
     if run.devices and len(run.devices) > 1:
         code = _run_workers(run)
     else:
-        code = _run_here(run, device=run.devices[0] if run.devices else None, quiet=options.quiet or worker is not None)
+        device = run.devices[0] if run.devices else None
+        code = _run_here(run, device=device, bars=not (options.quiet or worker is not None), lines=not options.quiet)
     if worker is None:
         _print_summary(run.folder)
     raise typer.Exit(code)
 
 
-def _run_here(run: lib.Launch, *, device: str | None, quiet: bool) -> int:
-    """Run this process's jobs, printing a line per job; 130 on Ctrl-C (143 on SIGTERM, 129 on SIGHUP), 1 if a job
-    failed, else 0.
+def _bad_lines(n: int) -> str:
+    return f"{n} of them bad lines" if n > 1 else "1 of them a bad line"
+
+
+def _run_here(run: lib.Launch, *, device: str | None, bars: bool, lines: bool) -> int:
+    """Run this process's jobs, printing a line per job (``lines``) and a progress bar per dream (``bars``); 130 on
+    Ctrl-C (143 on SIGTERM, 129 on SIGHUP), 1 if a job failed, else 0.
     """
 
     tag = run.options.worker
     prefix = f"[{tag}] " if tag else ""
-    hook = None if quiet else ProgressBar(leave=False)
+    hook = ProgressBar(leave=False) if bars else None
     events = lib.run_jobs(
-        run.folder, run.mine, retry_failed=run.options.retry_failed, device=device, quiet=quiet, on_step=hook
+        run.folder, run.mine, retry_failed=run.options.retry_failed, device=device, quiet=not bars, on_step=hook
     )
     skipped = {Status.FINISHED: 0, Status.FAILED: 0}
     try:
@@ -82,7 +86,8 @@ def _run_here(run: lib.Launch, *, device: str | None, quiet: bool) -> int:
             if event.kind == "skipped" and event.why in skipped:
                 skipped[event.why] += 1
                 continue
-            typer.echo(prefix + _event_line(event, run.folder.path))
+            if lines or event.kind == "failed" or event.restarted:  # (--quiet keeps errors and lost work)
+                typer.echo(prefix + _event_line(event, run.folder.path))
     except KeyboardInterrupt as err:
         events.close()
         by = f" by {err.signal_name}" if isinstance(err, Interrupted) else ""
@@ -92,17 +97,23 @@ def _run_here(run: lib.Launch, *, device: str | None, quiet: bool) -> int:
         return getattr(err, "exit_code", 130)
     finally:
         events.close()
-    done, failed = skipped[Status.FINISHED], skipped[Status.FAILED]
+    done, failed, bad = skipped[Status.FINISHED], skipped[Status.FAILED], sum(not j.valid for j in run.mine)
     if done or failed:
-        retry = " (--retry-failed runs them again)" if failed else ""
-        typer.echo(f"{prefix}skipped {done} finished and {failed} failed job(s){retry}")
+        why = (
+            [f"{_bad_lines(bad)}: fix {'them' if bad > 1 else 'it'} to dream {'them' if bad > 1 else 'it'}"]
+            if bad
+            else []
+        )
+        why += [f"--retry-failed runs {'the others' if bad else 'them'} again"] if failed else []
+        reasons = f" ({'; '.join(why)})" if why else ""
+        typer.echo(f"{prefix}skipped {done} finished and {failed + bad} failed job(s){reasons}")
     records = run.folder.records()
     return 1 if any(records.get(job.id, {}).get("status") == Status.FAILED for job in run.mine) else 0
 
 
 def _event_line(event, batch_dir: Path) -> str:
     p = event.progress
-    count = f"[{p.done}/{p.total}]"
+    count = f"[{p.done + (event.kind == 'start')}/{p.total}]"  # (a job starting counts itself)
     job = event.job
     if event.kind == "start":
         resumed = f" · resuming from step {event.resumed_from}" if event.resumed_from else ""
@@ -134,7 +145,8 @@ def _print_summary(folder: lib.BatchFolder) -> None:
     records = folder.ordered()
     p = lib.progress(records)
     typer.echo(
-        f"{p.total} jobs: {p.finished} finished, {p.failed} failed, {p.running} running, {p.waiting} waiting · "
+        f"{p.total} jobs: {p.finished} finished, {p.failed} failed{f' ({_bad_lines(p.bad)})' if p.bad else ''}, "
+        f"{p.running} running, {p.waiting} waiting · "
         f"gallery {folder.gallery}"
     )
     if p.failed:
