@@ -98,8 +98,8 @@ def test_the_dream_lowers_its_loss(tiny_options):
 
 def test_big_sleep_keyword_names(tiny_options):
     options = {k: v for k, v in tiny_options.items() if k != "cutouts"}
-    imagine = Imagine(text="tree", num_cutouts=3, text_min="snow", image_size=256, **options)
-    assert imagine.settings.cutouts == 3 and imagine.prompts[-1].weight == -1.0 and imagine.settings.size == 256
+    imagine = Imagine(text="tree", num_cutouts=3, text_min="snow", image_size=128, **options)
+    assert imagine.settings.cutouts == 3 and imagine.prompts[-1].weight == -1.0 and imagine.settings.size == 128
     with pytest.raises(UserError, match="num_cutouts is big-sleep's name for cutouts"):
         Imagine(text="tree", num_cutouts=3, **tiny_options)
 
