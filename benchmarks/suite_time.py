@@ -44,11 +44,13 @@ def main() -> int:
     args = parser.parse_args()
 
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args.pytest_args]
-    started = time.perf_counter()
-    run = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    started, summary = time.perf_counter(), ""
+    with subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
+        for line in run.stdout:  # (shown as it comes; the last line is pytest's summary)
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            summary = line.strip() or summary
     seconds = time.perf_counter() - started
-    lines = [line for line in run.stdout.splitlines() if line.strip()]
-    summary = lines[-1] if lines else ""
     figures = {
         "seconds": round(seconds, 1),
         "minutes": round(seconds / 60),
