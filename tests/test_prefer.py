@@ -282,5 +282,5 @@ def test_a_fusedream_dream_records_its_recipe_and_resumes(tiny, tiny_args, tmp_p
 def test_bench_takes_a_preference_guide_by_name():
     assert BenchSettings(guide="hps-v2.1:0.5").guide == "hps-v2.1:0.5"
     for bad in ("hps-v3", "pickscore", "hps-v2.1=/x", "aesthetic:0"):
-        with pytest.raises(UserError, match="--guide"):
+        with pytest.raises(UserError, match="guide="):
             BenchSettings(guide=bad)
