@@ -17,10 +17,12 @@ class LazyModule:
     """A module imported on its first attribute access: ``open_clip = LazyModule("open_clip")``."""
 
     def __init__(self, name: str) -> None:
-        self._name = name
+        self._name, self._module = name, None
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(importlib.import_module(self._name), attr)
+        if self._module is None:  # (once: render asks for GenBlock on every step)
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
 
     def __repr__(self) -> str:
         return f"<module {self._name!r}, imported on first use>"
